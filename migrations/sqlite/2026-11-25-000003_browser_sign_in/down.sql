@@ -1,0 +1,3 @@
+DROP TABLE authorization_codes;
+DROP TABLE consents;
+DROP TABLE sessions;

@@ -1,0 +1,172 @@
+//! The admin command line. Each noun has its module; all of them call the same domain
+//! functions as the HTTP layer. With `--json` every command prints exactly one JSON object.
+
+mod client;
+mod key;
+mod serve;
+mod tenant;
+mod user;
+
+use std::io::BufRead;
+
+use serde_json::{json, Value};
+
+use crate::config::{Cli, Command, Config};
+use crate::db::DbConnection;
+use crate::error::Error;
+use crate::{clock, startup, telemetry};
+
+/// What a command prints: one JSON object with `--json`, text for people otherwise.
+pub struct Report {
+    pub json: Value,
+    pub human: String,
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let json = cli.global.json;
+    let serving = matches!(cli.command, Command::Serve(_));
+    let default_filter = if serving { "info" } else { "error" };
+    telemetry::init(
+        cli.global.log.as_deref().unwrap_or(default_filter),
+        cli.global.log_json,
+    );
+
+    let result = Config::from_args(&cli.global).and_then(|config| match cli.command {
+        Command::Serve(args) => serve::run(&config, &args, json),
+        command => {
+            let db = startup::prepare_database(&config)?;
+            let mut conn = db.conn()?;
+            let report = execute(command, &config, &mut conn, clock::now())?;
+            print_report(&report, json);
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            if json {
+                eprintln!(
+                    "{}",
+                    json!({ "error": error.to_string(), "kind": kind(&error) })
+                );
+            } else {
+                eprintln!("error: {error}");
+            }
+            error.exit_code()
+        }
+    }
+}
+
+fn execute(
+    command: Command,
+    config: &Config,
+    conn: &mut DbConnection,
+    now: i64,
+) -> Result<Report, Error> {
+    match command {
+        Command::Migrate => Ok(Report {
+            json: json!({ "status": "up to date" }),
+            human: "The database schema is up to date.".into(),
+        }),
+        Command::Tenant(c) => tenant::execute(c, conn, now),
+        Command::User(c) => user::execute(c, conn, now),
+        Command::Client(c) => client::execute(c, conn, now),
+        Command::Key(c) => key::execute(c, conn, now),
+        Command::Purge => {
+            let purged = crate::tokens::purge(conn, &config.tokens, now)?;
+            Ok(Report {
+                human: format!(
+                    "Purged {} token families, {} refresh tokens, {} revoked access token ids, \
+                     {} sign-in failures, {} retired keys, {} sessions and {} authorization codes.",
+                    purged.token_families,
+                    purged.refresh_tokens,
+                    purged.revoked_access_tokens,
+                    purged.login_failures,
+                    purged.signing_keys,
+                    purged.sessions,
+                    purged.authorization_codes
+                ),
+                json: serde_json::json!({ "purged": to_json(&purged)? }),
+            })
+        }
+        Command::Serve(_) => Err(Error::Internal("serve is not a one-shot command".into())),
+    }
+}
+
+fn kind(error: &Error) -> &'static str {
+    match error {
+        Error::Invalid(_) => "invalid",
+        Error::NotFound(_) => "not_found",
+        Error::Conflict(_) => "conflict",
+        Error::Config(_) => "config",
+        Error::Unavailable(_) => "unavailable",
+        Error::Internal(_) | Error::Database(_) => "internal",
+    }
+}
+
+pub(crate) fn print_report(report: &Report, json: bool) {
+    if json {
+        println!("{}", report.json);
+    } else {
+        println!("{}", report.human.trim_end());
+    }
+}
+
+/// The first line of standard input without its line ending.
+fn read_password() -> Result<String, Error> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        Error::Invalid(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(line.to_owned())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::Internal(format!("cannot encode output: {e}")))
+}
+
+/// Columns aligned to their widest cell, for people reading a terminal.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn tables_align_columns() {
+        let out = table(
+            &["ID", "NAME"],
+            &[
+                vec!["a".into(), "Alpha".into()],
+                vec!["long-id".into(), "B".into()],
+            ],
+        );
+        assert_eq!(out, "ID       NAME\na        Alpha\nlong-id  B\n");
+    }
+}

@@ -1,0 +1,339 @@
+//! OAuth clients: who may ask for tokens, how they authenticate, and what they may ask for.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::db::{self, DbConnection};
+use crate::error::Error;
+use crate::secrets::{self, PlainSecret};
+
+pub const CLIENT_SECRET_PREFIX: &str = "kf_cs_";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    Password,
+    /// RFC 8693, for trading an API token for a short-lived JWT.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::Password => "password",
+            GrantType::TokenExchange => TOKEN_EXCHANGE,
+        }
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "authorization_code" => Ok(GrantType::AuthorizationCode),
+            "refresh_token" => Ok(GrantType::RefreshToken),
+            "password" => Ok(GrantType::Password),
+            TOKEN_EXCHANGE => Ok(GrantType::TokenExchange),
+            other => Err(Error::Invalid(format!(
+                "unknown grant type {other:?}: use authorization_code, refresh_token, password or {TOKEN_EXCHANGE}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pkce {
+    Required,
+    Optional,
+}
+
+impl FromStr for Pkce {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "required" => Ok(Pkce::Required),
+            "optional" => Ok(Pkce::Optional),
+            other => Err(Error::Invalid(format!(
+                "unknown PKCE mode {other:?}: use required or optional"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub pkce: Pkce,
+    pub created_at: i64,
+}
+
+/// What an operator asks for; validated by [`create`].
+#[derive(Debug, Default)]
+pub struct NewClient {
+    pub name: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub pkce: Option<String>,
+}
+
+/// A scope token as RFC 6749 §3.3 defines it: printable ASCII without space, `"` or `\`.
+pub fn validate_scope_token(scope: &str) -> Result<(), Error> {
+    let valid = !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid scope {scope:?}: printable ASCII without spaces, quotes or backslashes"
+        )))
+    }
+}
+
+/// Redirect URIs are absolute and carry no fragment (RFC 6749 §3.1.2); they are stored as given
+/// and later compared as exact strings (RFC 9700 §4.1.3).
+pub fn validate_redirect_uri(uri: &str) -> Result<(), Error> {
+    let parsed = url::Url::parse(uri).map_err(|e| {
+        Error::Invalid(format!(
+            "invalid redirect URI {uri:?}: not an absolute URI ({e})"
+        ))
+    })?;
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return Err(Error::Invalid(format!(
+            "invalid redirect URI {uri:?}: it must not have a fragment"
+        )));
+    }
+    if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Invalid(format!("invalid redirect URI {uri:?}")));
+    }
+    Ok(())
+}
+
+fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// 128 random bits, starting with a letter or digit: an id that starts with `-` reads as a
+/// flag on a command line.
+fn new_client_id() -> String {
+    loop {
+        let id = secrets::random_id();
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return id;
+        }
+    }
+}
+
+/// Registers a client. A confidential client's secret is returned here and never again.
+pub fn create(
+    conn: &mut DbConnection,
+    new: NewClient,
+    now: i64,
+) -> Result<(Client, Option<PlainSecret>), Error> {
+    let name = crate::tenants::validate_display_name("client", &new.name)?;
+    let grant_types = if new.grant_types.is_empty() {
+        // The password grant is legacy (RFC 9700 §2.4): a client gets it only when named.
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    } else {
+        dedup(
+            new.grant_types
+                .iter()
+                .map(|g| g.parse())
+                .collect::<Result<Vec<GrantType>, _>>()?,
+        )
+    };
+    for uri in &new.redirect_uris {
+        validate_redirect_uri(uri)?;
+    }
+    let redirect_uris = dedup(new.redirect_uris);
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(Error::Invalid(
+            "the authorization_code grant needs at least one --redirect-uri".into(),
+        ));
+    }
+    for scope in &new.scopes {
+        validate_scope_token(scope)?;
+    }
+    let scopes = dedup(new.scopes);
+    let pkce = match new.pkce.as_deref() {
+        None => Pkce::Required,
+        Some(p) => p.parse()?,
+    };
+    if new.public && pkce == Pkce::Optional {
+        // A public client has no secret: PKCE is all that binds its code to it.
+        return Err(Error::Invalid(
+            "a public client must use PKCE: --pkce optional needs a confidential client".into(),
+        ));
+    }
+    let secret = (!new.public).then(|| PlainSecret::generate(CLIENT_SECRET_PREFIX));
+    let client = Client {
+        client_id: new_client_id(),
+        name,
+        public: new.public,
+        redirect_uris,
+        grant_types,
+        scopes,
+        pkce,
+        created_at: now,
+    };
+    db::clients::insert(
+        conn,
+        &client,
+        secret.as_ref().map(PlainSecret::digest).as_deref(),
+    )?;
+    Ok((client, secret))
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Client>, Error> {
+    db::clients::list(conn)
+}
+
+/// The client Keyframe acts as behind its own first-party APIs, created when missing. Its
+/// secret is generated and thrown away: nobody can use it at the token endpoint.
+pub fn ensure_builtin(
+    conn: &mut DbConnection,
+    client_id: &str,
+    name: &str,
+    grant_types: &[GrantType],
+    now: i64,
+) -> Result<Client, Error> {
+    if let Some((client, _)) = db::clients::find(conn, client_id)? {
+        return Ok(client);
+    }
+    let client = Client {
+        client_id: client_id.to_owned(),
+        name: name.to_owned(),
+        public: false,
+        redirect_uris: Vec::new(),
+        grant_types: grant_types.to_vec(),
+        scopes: Vec::new(),
+        pkce: Pkce::Required,
+        created_at: now,
+    };
+    let unusable = PlainSecret::generate(CLIENT_SECRET_PREFIX);
+    match db::clients::insert(conn, &client, Some(&unusable.digest())) {
+        Ok(()) => Ok(client),
+        // Another instance created it at the same moment.
+        Err(Error::Database(e)) if db::is_unique_violation(&e) => Ok(client),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<Client>, Error> {
+    Ok(db::clients::find(conn, client_id)?.map(|(client, _)| client))
+}
+
+/// Every scope some client is registered for, sorted: the server's `scopes_supported`.
+pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
+    let mut scopes: Vec<String> = list(conn)?.into_iter().flat_map(|c| c.scopes).collect();
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
+}
+
+/// The client if `secret` is right for it: a confidential client must present its secret, a
+/// public client must present none. Comparison is constant-time on the digest.
+pub fn authenticate(
+    conn: &mut DbConnection,
+    client_id: &str,
+    secret: Option<&str>,
+) -> Result<Option<Client>, Error> {
+    let Some((client, digest)) = db::clients::find(conn, client_id)? else {
+        return Ok(None);
+    };
+    let ok = match (client.public, secret, digest) {
+        (true, None, _) => true,
+        (false, Some(secret), Some(digest)) => secrets::matches_digest(secret, &digest),
+        _ => false,
+    };
+    Ok(ok.then_some(client))
+}
+
+impl Client {
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+pub fn delete(conn: &mut DbConnection, client_id: &str) -> Result<(), Error> {
+    if db::clients::delete(conn, client_id)? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("unknown client {client_id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_never_start_like_a_flag() {
+        for _ in 0..2000 {
+            let id = new_client_id();
+            assert!(id.starts_with(|c: char| c.is_ascii_alphanumeric()), "{id}");
+            assert_eq!(id.len(), 22);
+        }
+    }
+
+    #[test]
+    fn scope_tokens_follow_rfc_6749() {
+        for ok in ["openid", "video:read", "a!#[]~"] {
+            assert!(validate_scope_token(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "two words", "quo\"te", "back\\slash", "ümlaut"] {
+            assert!(validate_scope_token(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_uris_are_absolute_without_fragment() {
+        for ok in [
+            "https://app.example/cb",
+            "http://127.0.0.1:8000/cb?x=1",
+            "com.example.app:/oauth",
+        ] {
+            assert!(validate_redirect_uri(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/relative",
+            "app.example/cb",
+            "https://app.example/cb#frag",
+            "https://app.example/cb#",
+            "",
+        ] {
+            assert!(validate_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Configuration: command-line flags, then `KEYFRAME_*` environment variables, then defaults,
+//! read once here and passed down. Nothing else reads the environment.
+
+use std::net::ToSocketAddrs;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::db::DatabaseUrl;
+use crate::error::Error;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyframe",
+    version,
+    about = "An OAuth 2.0 authorization server for video platforms"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command; they may stand before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// postgres://… or postgresql://… for PostgreSQL; sqlite://PATH or a file path for SQLite
+    #[arg(
+        long,
+        global = true,
+        env = "KEYFRAME_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "keyframe.db"
+    )]
+    pub database_url: String,
+    /// Address the server listens on
+    #[arg(
+        long,
+        global = true,
+        env = "KEYFRAME_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: String,
+    /// Public base URL of this server, the `iss` of its tokens [default: http://<listen>]
+    #[arg(long, global = true, env = "KEYFRAME_ISSUER")]
+    pub issuer: Option<String>,
+    /// Largest accepted request body, in bytes
+    #[arg(long, global = true, env = "KEYFRAME_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Database connections per instance
+    #[arg(long, global = true, env = "KEYFRAME_DB_POOL_SIZE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+    /// `aud` of access tokens [default: the issuer]
+    #[arg(long, global = true, env = "KEYFRAME_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Access token lifetime, in seconds
+    #[arg(long, global = true, env = "KEYFRAME_ACCESS_TOKEN_TTL", default_value_t = 600,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub access_token_ttl: i64,
+    /// Absolute refresh token lifetime, in seconds (30 days)
+    #[arg(long, global = true, env = "KEYFRAME_REFRESH_TOKEN_TTL", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(i64).range(1..=3_650 * 86_400))]
+    pub refresh_token_ttl: i64,
+    /// Refresh token idle lifetime, in seconds (14 days)
+    #[arg(long, global = true, env = "KEYFRAME_REFRESH_TOKEN_IDLE_TTL", default_value_t = 14 * 86_400,
+          value_parser = clap::value_parser!(i64).range(1..=3_650 * 86_400))]
+    pub refresh_token_idle_ttl: i64,
+    /// Seconds after a rotation in which the same client may present the old refresh token
+    /// again without revoking the family (for clients that race by design)
+    #[arg(long, global = true, env = "KEYFRAME_REFRESH_REUSE_GRACE", default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub refresh_reuse_grace: i64,
+    /// Failed sign-ins per username within the window that lock it
+    #[arg(long, global = true, env = "KEYFRAME_LOCKOUT_THRESHOLD", default_value_t = 5,
+          value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub lockout_threshold: i64,
+    /// Lockout window, in seconds
+    #[arg(long, global = true, env = "KEYFRAME_LOCKOUT_WINDOW", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub lockout_window: i64,
+    /// Authorization code lifetime, in seconds
+    #[arg(long, global = true, env = "KEYFRAME_AUTHORIZATION_CODE_TTL", default_value_t = 60,
+          value_parser = clap::value_parser!(i64).range(1..=600))]
+    pub authorization_code_ttl: i64,
+    /// Browser session lifetime, in seconds
+    #[arg(long, global = true, env = "KEYFRAME_SESSION_TTL", default_value_t = 8 * 3600,
+          value_parser = clap::value_parser!(i64).range(60..=30 * 86_400))]
+    pub session_ttl: i64,
+    /// The VideoManager-compatible API under /v1/vms
+    #[arg(long, global = true, env = "KEYFRAME_VMS_API", default_value = "on", value_parser = ["on", "off"])]
+    pub vms_api: String,
+    /// Log filter in tracing's EnvFilter syntax [default: info for serve, error otherwise]
+    #[arg(long, global = true, env = "KEYFRAME_LOG")]
+    pub log: Option<String>,
+    /// Log lines as JSON objects instead of text
+    #[arg(long, global = true, env = "KEYFRAME_LOG_JSON")]
+    pub log_json: bool,
+    /// Print exactly one JSON object (errors: on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations
+    Migrate,
+    /// Run the server
+    Serve(ServeArgs),
+    /// Manage tenants (VideoManagers)
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users and their tenants
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage the token signing keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Delete expired and revoked tokens, old sign-in failures and retired keys
+    Purge,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Add a new current signing key; older keys stay published until their tokens expire
+    Rotate,
+    /// List signing keys (never their private parts)
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// On an empty database: create a demo tenant, user and client and print them once
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant
+    Create {
+        /// A short slug: [a-z0-9][a-z0-9-]{0,62}
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List tenants
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is the first line of standard input
+    Create {
+        username: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// ID or ID:ROLE (owner, admin, member; default member); the first is the default tenant
+        #[arg(long = "tenant", value_name = "ID[:ROLE]")]
+        tenants: Vec<String>,
+    },
+    /// List users with their tenants
+    List,
+    /// Make a user a member of a tenant
+    AddTenant {
+        username: String,
+        tenant: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// End a user's membership in a tenant
+    RemoveTenant { username: String, tenant: String },
+    /// Disable a user: no sign-in, no refresh
+    Disable { username: String },
+    /// Enable a disabled user again
+    Enable { username: String },
+    /// Set a user's password from the first line of standard input
+    SetPassword {
+        username: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A public client (no secret; PKCE required)
+        #[arg(long)]
+        public: bool,
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// authorization_code, refresh_token or password [default: authorization_code and refresh_token]
+        #[arg(long = "grant-type", value_name = "GRANT")]
+        grant_types: Vec<String>,
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// required or optional (optional only for confidential clients)
+        #[arg(long, value_name = "MODE")]
+        pkce: Option<String>,
+    },
+    /// List clients (never their secrets)
+    List,
+    /// Delete a client
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
+}
+
+/// The validated settings the rest of Keyframe works from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub listen: String,
+    /// `None`: derived from the address actually bound.
+    pub issuer: Option<String>,
+    pub max_body_bytes: usize,
+    pub db_pool_size: u32,
+    pub tokens: TokenSettings,
+    pub vms_api: bool,
+}
+
+/// Lifetimes and limits of the token service, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `None`: the issuer.
+    pub audience: Option<String>,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub refresh_token_idle_ttl: i64,
+    pub refresh_reuse_grace: i64,
+    pub lockout_threshold: i64,
+    pub lockout_window: i64,
+    /// Browser sign-in sessions.
+    pub session_ttl: i64,
+    pub authorization_code_ttl: i64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            audience: None,
+            access_token_ttl: 600,
+            refresh_token_ttl: 30 * 86_400,
+            refresh_token_idle_ttl: 14 * 86_400,
+            refresh_reuse_grace: 0,
+            lockout_threshold: 5,
+            lockout_window: 900,
+            session_ttl: 8 * 3600,
+            authorization_code_ttl: 60,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_args(args: &GlobalArgs) -> Result<Self, Error> {
+        let database_url = DatabaseUrl::parse(&args.database_url)
+            .map_err(|e| Error::Config(format!("invalid --database-url: {e}")))?;
+        let listen = args.listen.trim().to_owned();
+        let resolves = listen
+            .to_socket_addrs()
+            .map(|mut a| a.next().is_some())
+            .unwrap_or(false);
+        if !resolves {
+            return Err(Error::Config(format!(
+                "invalid --listen {listen:?}: expected HOST:PORT, for example 127.0.0.1:8080"
+            )));
+        }
+        let issuer = args.issuer.as_deref().map(parse_issuer).transpose()?;
+        if args.max_body_bytes < 1024 {
+            return Err(Error::Config(
+                "invalid --max-body-bytes: at least 1024".into(),
+            ));
+        }
+        Ok(Self {
+            database_url,
+            listen,
+            issuer,
+            max_body_bytes: args.max_body_bytes,
+            db_pool_size: args.db_pool_size,
+            vms_api: args.vms_api == "on",
+            tokens: TokenSettings {
+                audience: args
+                    .audience
+                    .as_deref()
+                    .map(validate_audience)
+                    .transpose()?,
+                access_token_ttl: args.access_token_ttl,
+                refresh_token_ttl: args.refresh_token_ttl,
+                refresh_token_idle_ttl: args.refresh_token_idle_ttl,
+                refresh_reuse_grace: args.refresh_reuse_grace,
+                lockout_threshold: args.lockout_threshold,
+                lockout_window: args.lockout_window,
+                session_ttl: args.session_ttl,
+                authorization_code_ttl: args.authorization_code_ttl,
+            },
+        })
+    }
+}
+
+fn validate_audience(raw: &str) -> Result<String, Error> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
+        return Err(Error::Config(format!("invalid --audience {raw:?}")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An issuer is an http(s) URL without query or fragment (RFC 8414 §2); kept without a trailing
+/// slash so that `iss` and the metadata compare equal as strings.
+pub fn parse_issuer(raw: &str) -> Result<String, Error> {
+    let parsed = url::Url::parse(raw)
+        .map_err(|e| Error::Config(format!("invalid --issuer {raw:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(Error::Config(format!(
+            "invalid --issuer {raw:?}: use an http or https URL"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(Error::Config(format!(
+            "invalid --issuer {raw:?}: no query or fragment allowed"
+        )));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers_are_http_urls_without_query() {
+        assert_eq!(
+            parse_issuer("https://auth.example/").ok().as_deref(),
+            Some("https://auth.example")
+        );
+        assert_eq!(
+            parse_issuer("https://auth.example/kf").ok().as_deref(),
+            Some("https://auth.example/kf")
+        );
+        for bad in [
+            "auth.example",
+            "ftp://auth.example",
+            "https://auth.example/?a=1",
+            "https://a.example#x",
+        ] {
+            assert!(parse_issuer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_urls_select_the_backend() {
+        let pg = DatabaseUrl::parse("postgres://u:secret@db/kf").expect("pg");
+        assert_eq!(pg.backend_name(), "postgres");
+        assert!(!pg.to_string().contains("secret"), "{pg}");
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://db/kf")
+                .map(|u| u.backend_name())
+                .ok(),
+            Some("postgres")
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/kf.db").ok(),
+            Some(DatabaseUrl::Sqlite {
+                path: "data/kf.db".into()
+            })
+        );
+        assert_eq!(
+            DatabaseUrl::parse("kf.db").ok(),
+            Some(DatabaseUrl::Sqlite {
+                path: "kf.db".into()
+            })
+        );
+        for bad in ["", "mysql://db/kf", "sqlite://", ":memory:"] {
+            assert!(DatabaseUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Persistence: the pool, the connection enum over both backends, migrations and transactions.
+//! This module and its children hold the only SQL in Keyframe.
+
+pub mod api_tokens;
+pub mod clients;
+pub mod keys;
+pub mod schema;
+pub mod sessions;
+pub mod tenants;
+pub mod tokens;
+pub mod users;
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::Error;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// An arbitrary constant that names Keyframe's migration lock among PostgreSQL advisory locks.
+const MIGRATION_LOCK_KEY: i64 = 0x6b65_7966_7261_6d65;
+
+/// How long a request may wait for a pooled connection before the database counts as down.
+const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Which database to use, parsed once from `--database-url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite { path: String },
+    Postgres { url: String },
+}
+
+impl DatabaseUrl {
+    /// `postgres://` and `postgresql://` select PostgreSQL; `sqlite://PATH` or a plain path
+    /// selects SQLite. Any other scheme is refused rather than taken for a file name.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        let lower = raw.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            url::Url::parse(raw)
+                .map_err(|e| format!("invalid PostgreSQL URL {}: {e}", redact_url(raw)))?;
+            return Ok(Self::Postgres {
+                url: raw.to_owned(),
+            });
+        }
+        let path = match lower.strip_prefix("sqlite://") {
+            Some(_) => &raw["sqlite://".len()..],
+            None => {
+                if let Some((scheme, _)) = raw.split_once("://") {
+                    return Err(format!(
+                        "unsupported database URL scheme `{scheme}://`: use postgres://, \
+                         postgresql://, sqlite://PATH or a file path"
+                    ));
+                }
+                raw
+            }
+        };
+        if path.is_empty() {
+            return Err("the SQLite database path is empty".into());
+        }
+        if path == ":memory:" {
+            return Err(
+                "an in-memory SQLite database is not shared between connections: use a file".into(),
+            );
+        }
+        Ok(Self::Sqlite {
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// Shown in messages and logs: a PostgreSQL password never appears.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { path } => write!(f, "sqlite://{path}"),
+            Self::Postgres { url } => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".into(),
+    }
+}
+
+/// Opens connections of the configured backend. diesel's own `MultiConnection::establish`
+/// tries every backend in turn, which would create a SQLite file named after a PostgreSQL URL.
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite { path } => {
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // busy_timeout first: switching to WAL takes a lock that a concurrent process
+                // may hold. WAL + NORMAL is safe against process crashes and lets readers run
+                // beside the one writer.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres { url } => PgConnection::establish(url)
+                .map(DbConnection::Postgres)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
+    }
+}
+
+#[derive(Debug)]
+struct TracingErrorHandler;
+
+impl r2d2::HandleError<diesel::r2d2::Error> for TracingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(error = %one_line(&error.to_string()), "database connection failed");
+    }
+}
+
+pub type Conn = PooledConnection<ConnectionManager>;
+
+/// The connection pool, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager>,
+    url: DatabaseUrl,
+}
+
+impl Db {
+    /// Builds the pool and checks that the database answers, so that a wrong URL or a database
+    /// that is down is reported at once instead of on the first request.
+    pub fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, Error> {
+        // A direct connection attempt first: it gives the real reason (r2d2 only reports a
+        // timeout), and it fails before the pool starts connecting in the background.
+        let manager = ConnectionManager { url: url.clone() };
+        let first = manager.connect().map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot connect to the database {url}: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
+        drop(first);
+        let pool = Pool::builder()
+            .max_size(max_connections)
+            // No background pre-connecting: a process that exits while an r2d2 thread is
+            // inside libpq's connect (TLS negotiation) crashes in the C library's exit cleanup.
+            .min_idle(Some(0))
+            .connection_timeout(POOL_CHECKOUT_TIMEOUT)
+            // No `SELECT 1` before every use: it doubled the round trips of the hot paths.
+            // Broken connections are dropped when returned (has_broken), and /healthz checks
+            // the database itself.
+            .test_on_check_out(false)
+            .error_handler(Box::new(TracingErrorHandler))
+            .build_unchecked(manager);
+        Ok(Self {
+            pool,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn conn(&self) -> Result<Conn, Error> {
+        self.pool.get().map_err(|e| {
+            Error::Unavailable(format!(
+                "the database is unavailable: {}",
+                one_line(&e.to_string())
+            ))
+        })
+    }
+
+    /// A quick liveness check for `/healthz`: a fresh or validated connection and `SELECT 1`.
+    pub fn ping(&self, timeout: Duration) -> Result<(), Error> {
+        let mut conn = self.pool.get_timeout(timeout).map_err(|e| {
+            Error::Unavailable(format!(
+                "the database is unavailable: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    /// Applies pending migrations under a lock, so that several instances (or CLI processes)
+    /// starting together do not race each other. Returns the versions it applied.
+    pub fn migrate(&self) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => {
+                if !has_pending(c, SQLITE_MIGRATIONS)? {
+                    return Ok(Vec::new());
+                }
+                // An exclusive transaction is SQLite's lock; each migration runs in a savepoint.
+                c.exclusive_transaction(|c| run_pending(c, SQLITE_MIGRATIONS))?
+            }
+            DbConnection::Postgres(c) => {
+                if !has_pending(c, POSTGRES_MIGRATIONS)? {
+                    return Ok(Vec::new());
+                }
+                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                    .execute(c)?;
+                let result = run_pending(c, POSTGRES_MIGRATIONS);
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                    .execute(c)?;
+                result?
+            }
+        };
+        Ok(applied)
+    }
+}
+
+fn has_pending<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<bool, Error>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.has_pending_migration(migrations)
+        .map_err(|e| Error::Internal(format!("cannot read the migration state: {e}")))
+}
+
+fn run_pending<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<Vec<String>, Error>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.run_pending_migrations(migrations)
+        .map(|versions| versions.iter().map(|v| v.to_string()).collect())
+        .map_err(|e| Error::Internal(format!("migration failed: {e}")))
+}
+
+/// The names of the embedded migrations of each backend, for the test that keeps them in step.
+pub fn migration_names() -> (Vec<String>, Vec<String>) {
+    use diesel::migration::MigrationSource;
+    fn names<DB: diesel::backend::Backend>(m: EmbeddedMigrations) -> Vec<String>
+    where
+        EmbeddedMigrations: MigrationSource<DB>,
+    {
+        MigrationSource::<DB>::migrations(&m)
+            .map(|list| list.iter().map(|m| m.name().to_string()).collect())
+            .unwrap_or_default()
+    }
+    (
+        names::<diesel::sqlite::Sqlite>(SQLITE_MIGRATIONS),
+        names::<diesel::pg::Pg>(POSTGRES_MIGRATIONS),
+    )
+}
+
+/// Serialises this process's SQLite write transactions (see `write_transaction`). One lock for
+/// every SQLite database of the process: in production that is one database.
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` in a transaction that holds the write lock from its first statement. On SQLite a
+/// plain (deferred) transaction that reads before it writes fails with SQLITE_BUSY, without
+/// waiting, when another writer got in between; `BEGIN IMMEDIATE` makes it wait its turn instead.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    let depth =
+        <DbConnection as TransactionManager<DbConnection>>::transaction_manager_status_mut(conn)
+            .transaction_depth()?;
+    if depth.is_some() {
+        // Already inside one: the lock is held, a savepoint is all that is needed.
+        return conn.transaction(f);
+    }
+    // SQLite has one writer at a time. Its busy handler waits by sleeping and polling, and under
+    // sustained load an unlucky writer starved past the busy timeout ("database is locked"). So
+    // this process's writers queue on a lock first; busy_timeout still covers other processes.
+    let _writer = match conn {
+        DbConnection::Sqlite(c) => {
+            let guard = SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            Some(guard)
+        }
+        DbConnection::Postgres(c) => {
+            AnsiTransactionManager::begin_transaction(c)?;
+            None
+        }
+    };
+    match f(conn) {
+        Ok(value) => {
+            <DbConnection as TransactionManager<DbConnection>>::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) =
+                <DbConnection as TransactionManager<DbConnection>>::rollback_transaction(conn)
+            {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Multi-line driver messages (libpq's) folded into one line for logs and CLI errors.
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// JSON text columns hold string lists.
+pub(crate) fn to_json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn from_json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// True when there are no tenants, users or clients yet.
+pub fn is_empty(conn: &mut DbConnection) -> Result<bool, Error> {
+    use diesel::dsl::{exists, select};
+    use diesel::QueryDsl;
+    use schema::{clients, tenants, users};
+    let any = select(exists(tenants::table.select(tenants::id))).get_result::<bool>(conn)?
+        || select(exists(users::table.select(users::id))).get_result::<bool>(conn)?
+        || select(exists(clients::table.select(clients::id))).get_result::<bool>(conn)?;
+    Ok(!any)
+}

@@ -1,0 +1,91 @@
+use diesel::prelude::*;
+
+use super::schema::signing_keys;
+use super::DbConnection;
+use crate::error::Error;
+use crate::keys::{StoredKey, ALGORITHM};
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+struct KeyRow {
+    kid: String,
+    algorithm: String,
+    private_key: String,
+    public_jwk: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl From<KeyRow> for StoredKey {
+    fn from(row: KeyRow) -> Self {
+        StoredKey {
+            kid: row.kid,
+            private_key: row.private_key,
+            public_jwk: row.public_jwk,
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+        }
+    }
+}
+
+pub fn insert(conn: &mut DbConnection, key: &StoredKey) -> Result<(), Error> {
+    let row = KeyRow {
+        kid: key.kid.clone(),
+        algorithm: ALGORITHM.into(),
+        private_key: key.private_key.clone(),
+        public_jwk: key.public_jwk.clone(),
+        created_at: key.created_at,
+        retired_at: key.retired_at,
+    };
+    diesel::insert_into(signing_keys::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The kid of the current key: the newest one not retired.
+pub fn current(conn: &mut DbConnection) -> Result<Option<String>, Error> {
+    Ok(signing_keys::table
+        .filter(signing_keys::retired_at.is_null())
+        .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
+        .select(signing_keys::kid)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn retire_all(conn: &mut DbConnection, now: i64) -> Result<(), Error> {
+    diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
+        .set(signing_keys::retired_at.eq(now))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Keys still published: current ones and those retired after `retired_after`.
+pub fn published(conn: &mut DbConnection, retired_after: i64) -> Result<Vec<StoredKey>, Error> {
+    let rows = signing_keys::table
+        .filter(
+            signing_keys::retired_at
+                .is_null()
+                .or(signing_keys::retired_at.ge(retired_after)),
+        )
+        .order(signing_keys::created_at)
+        .select(KeyRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(StoredKey::from).collect())
+}
+
+pub fn all(conn: &mut DbConnection) -> Result<Vec<StoredKey>, Error> {
+    let rows = signing_keys::table
+        .order(signing_keys::created_at)
+        .select(KeyRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(StoredKey::from).collect())
+}
+
+/// Deletes keys retired before `retired_before`: no unexpired token can carry their kid.
+pub fn purge(conn: &mut DbConnection, retired_before: i64) -> Result<usize, Error> {
+    Ok(
+        diesel::delete(signing_keys::table.filter(signing_keys::retired_at.lt(retired_before)))
+            .execute(conn)?,
+    )
+}

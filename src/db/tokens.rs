@@ -1,0 +1,245 @@
+//! Token families, refresh tokens, revoked access tokens and sign-in failures.
+
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+
+use super::schema::{
+    login_failures, memberships, refresh_tokens, revoked_access_tokens, token_families, users,
+};
+use super::{is_unique_violation, DbConnection};
+use crate::error::Error;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = token_families)]
+pub struct Family {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub digest: String,
+    pub family_id: String,
+    pub tenant_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub idle_expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+pub fn insert_family(conn: &mut DbConnection, family: &Family) -> Result<(), Error> {
+    diesel::insert_into(token_families::table)
+        .values(family)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_refresh(conn: &mut DbConnection, token: &RefreshToken) -> Result<(), Error> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(token)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A refresh token with its family.
+pub fn find_refresh(
+    conn: &mut DbConnection,
+    digest: &str,
+) -> Result<Option<(RefreshToken, Family)>, Error> {
+    Ok(refresh_tokens::table
+        .inner_join(token_families::table)
+        .filter(refresh_tokens::digest.eq(digest))
+        .select((RefreshToken::as_select(), Family::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn used_at(conn: &mut DbConnection, digest: &str) -> Result<Option<i64>, Error> {
+    Ok(refresh_tokens::table
+        .filter(refresh_tokens::digest.eq(digest))
+        .select(refresh_tokens::used_at)
+        .first::<Option<i64>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// Rotation's single conditional write: marks the token used if, and only if, nobody else did
+/// and its family is not revoked. True when this call consumed it.
+pub fn consume_refresh(conn: &mut DbConnection, digest: &str, now: i64) -> Result<bool, Error> {
+    // A correlated EXISTS, not `family_id IN (SELECT ...)`: SQLite materialised that list of
+    // every live family on each rotation (a full scan; 4 req/s with a million rows).
+    let family_live = token_families::table
+        .filter(token_families::id.eq(refresh_tokens::family_id))
+        .filter(token_families::revoked_at.is_null());
+    let changed = diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::digest.eq(digest))
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(exists(family_live)),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> Result<(), Error> {
+    diesel::update(
+        token_families::table
+            .filter(token_families::id.eq(family_id))
+            .filter(token_families::revoked_at.is_null()),
+    )
+    .set(token_families::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The username behind an access token if everything it depends on still holds: its family is
+/// not revoked, its jti was not revoked, the user is enabled and still a member of the tenant.
+pub fn access_token_username(
+    conn: &mut DbConnection,
+    family_id: &str,
+    jti: &str,
+    user_id: &str,
+    tenant_id: &str,
+) -> Result<Option<String>, Error> {
+    let membership = memberships::table
+        .filter(memberships::user_id.eq(user_id))
+        .filter(memberships::tenant_id.eq(tenant_id));
+    let revoked = revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti));
+    Ok(token_families::table
+        .inner_join(users::table)
+        .filter(token_families::id.eq(family_id))
+        .filter(token_families::revoked_at.is_null())
+        .filter(users::id.eq(user_id))
+        .filter(users::disabled.eq(false))
+        .filter(exists(membership))
+        .filter(not(exists(revoked)))
+        .select(users::username)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, Error> {
+    use diesel::dsl::select;
+    Ok(select(exists(
+        revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti)),
+    ))
+    .get_result(conn)?)
+}
+
+pub fn revoke_access_token(
+    conn: &mut DbConnection,
+    jti: &str,
+    expires_at: i64,
+) -> Result<(), Error> {
+    match diesel::insert_into(revoked_access_tokens::table)
+        .values((
+            revoked_access_tokens::jti.eq(jti),
+            revoked_access_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+    {
+        Ok(_) => Ok(()),
+        // Revoked twice is revoked.
+        Err(e) if is_unique_violation(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn count_failures(conn: &mut DbConnection, username: &str, since: i64) -> Result<i64, Error> {
+    Ok(login_failures::table
+        .filter(login_failures::username.eq(username))
+        .filter(login_failures::failed_at.gt(since))
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn record_failure(
+    conn: &mut DbConnection,
+    id: &str,
+    username: &str,
+    now: i64,
+) -> Result<(), Error> {
+    diesel::insert_into(login_failures::table)
+        .values((
+            login_failures::id.eq(id),
+            login_failures::username.eq(username),
+            login_failures::failed_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn clear_failures(conn: &mut DbConnection, username: &str) -> Result<(), Error> {
+    diesel::delete(login_failures::table.filter(login_failures::username.eq(username)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What `purge` deleted, by kind.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Purged {
+    pub token_families: usize,
+    pub refresh_tokens: usize,
+    pub revoked_access_tokens: usize,
+    pub login_failures: usize,
+    pub signing_keys: usize,
+    pub sessions: usize,
+    pub authorization_codes: usize,
+}
+
+/// Deletes only what can no longer matter:
+/// - families that are revoked (a missing family already means "inactive"), or whose refresh
+///   lifetime ended longer ago than an access token lives;
+/// - refresh tokens past their idle expiry (used or not: they fail either way);
+/// - revoked access-token ids past the token's expiry; sign-in failures outside the window;
+/// - signing keys retired longer ago than an access token lives.
+pub fn purge(
+    conn: &mut DbConnection,
+    now: i64,
+    access_ttl: i64,
+    lockout_window: i64,
+) -> Result<Purged, Error> {
+    let mut purged = Purged::default();
+    // Children first: PostgreSQL would cascade anyway, but SQLite cascades only with
+    // foreign_keys on, and counting them separately keeps the report honest.
+    let dead_families = token_families::table
+        .filter(
+            token_families::revoked_at
+                .is_not_null()
+                .or(token_families::expires_at.lt(now - access_ttl)),
+        )
+        .select(token_families::id);
+    purged.refresh_tokens += diesel::delete(
+        refresh_tokens::table.filter(refresh_tokens::family_id.eq_any(dead_families)),
+    )
+    .execute(conn)?;
+    purged.token_families = diesel::delete(
+        token_families::table.filter(
+            token_families::revoked_at
+                .is_not_null()
+                .or(token_families::expires_at.lt(now - access_ttl)),
+        ),
+    )
+    .execute(conn)?;
+    purged.refresh_tokens +=
+        diesel::delete(refresh_tokens::table.filter(refresh_tokens::idle_expires_at.lt(now)))
+            .execute(conn)?;
+    purged.revoked_access_tokens = diesel::delete(
+        revoked_access_tokens::table.filter(revoked_access_tokens::expires_at.lt(now)),
+    )
+    .execute(conn)?;
+    purged.login_failures = diesel::delete(
+        login_failures::table.filter(login_failures::failed_at.le(now - lockout_window)),
+    )
+    .execute(conn)?;
+    purged.signing_keys = super::keys::purge(conn, now - access_ttl)?;
+    (purged.sessions, purged.authorization_codes) = super::sessions::purge(conn, now)?;
+    Ok(purged)
+}

@@ -1,0 +1,243 @@
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::schema::{memberships, tenants, users};
+use super::{is_unique_violation, DbConnection};
+use crate::error::Error;
+use crate::tenants::TenantId;
+use crate::users::{Membership, Role, User, Username};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    username: String,
+    disabled: bool,
+    default_tenant_id: Option<String>,
+    created_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+struct NewUserRow<'a> {
+    id: &'a str,
+    username: &'a str,
+    password_hash: &'a str,
+    disabled: bool,
+    default_tenant_id: Option<&'a str>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = memberships)]
+struct MembershipRow<'a> {
+    user_id: &'a str,
+    tenant_id: &'a str,
+    role: &'a str,
+    created_at: i64,
+}
+
+pub fn insert(
+    conn: &mut DbConnection,
+    id: &str,
+    username: &Username,
+    password_hash: &str,
+    default_tenant: Option<&TenantId>,
+    now: i64,
+) -> Result<(), Error> {
+    let row = NewUserRow {
+        id,
+        username: username.as_str(),
+        password_hash,
+        disabled: false,
+        default_tenant_id: default_tenant.map(TenantId::as_str),
+        created_at: now,
+        updated_at: now,
+    };
+    diesel::insert_into(users::table)
+        .values(&row)
+        .execute(conn)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict(format!("user {username} already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+pub fn insert_membership(
+    conn: &mut DbConnection,
+    user_id: &str,
+    tenant: &TenantId,
+    role: Role,
+    now: i64,
+) -> Result<(), Error> {
+    let row = MembershipRow {
+        user_id,
+        tenant_id: tenant.as_str(),
+        role: role.as_str(),
+        created_at: now,
+    };
+    diesel::insert_into(memberships::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete_membership(
+    conn: &mut DbConnection,
+    user_id: &str,
+    tenant: &TenantId,
+) -> Result<(), Error> {
+    diesel::delete(memberships::table.find((user_id, tenant.as_str()))).execute(conn)?;
+    Ok(())
+}
+
+pub fn oldest_membership(
+    conn: &mut DbConnection,
+    user_id: &str,
+) -> Result<Option<TenantId>, Error> {
+    let id = memberships::table
+        .filter(memberships::user_id.eq(user_id))
+        .order((memberships::created_at, memberships::tenant_id))
+        .select(memberships::tenant_id)
+        .first::<String>(conn)
+        .optional()?;
+    Ok(id.map(TenantId::from_db))
+}
+
+pub fn set_default_tenant(
+    conn: &mut DbConnection,
+    user_id: &str,
+    tenant: Option<&TenantId>,
+    now: i64,
+) -> Result<(), Error> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::default_tenant_id.eq(tenant.map(TenantId::as_str)),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    user_id: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<(), Error> {
+    diesel::update(users::table.find(user_id))
+        .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    user_id: &str,
+    hash: &str,
+    now: i64,
+) -> Result<(), Error> {
+    diesel::update(users::table.find(user_id))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn password_hash(
+    conn: &mut DbConnection,
+    username: &Username,
+) -> Result<Option<String>, Error> {
+    Ok(users::table
+        .filter(users::username.eq(username.as_str()))
+        .select(users::password_hash)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(conn: &mut DbConnection, username: &Username) -> Result<Option<User>, Error> {
+    let row = users::table
+        .filter(users::username.eq(username.as_str()))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    match row {
+        Some(row) => Ok(assemble(conn, vec![row])?.pop()),
+        None => Ok(None),
+    }
+}
+
+pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Error> {
+    let row = users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    match row {
+        Some(row) => Ok(assemble(conn, vec![row])?.pop()),
+        None => Ok(None),
+    }
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, Error> {
+    let rows = users::table
+        .select(UserRow::as_select())
+        .order(users::username)
+        .load(conn)?;
+    assemble(conn, rows)
+}
+
+/// Attaches memberships (with tenant names) to user rows in one query.
+fn assemble(conn: &mut DbConnection, rows: Vec<UserRow>) -> Result<Vec<User>, Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let found: Vec<(String, String, String, String)> = memberships::table
+        .inner_join(tenants::table)
+        .filter(memberships::user_id.eq_any(&ids))
+        .order((memberships::created_at, memberships::tenant_id))
+        .select((
+            memberships::user_id,
+            memberships::tenant_id,
+            tenants::name,
+            memberships::role,
+        ))
+        .load(conn)?;
+    let mut by_user: HashMap<String, Vec<Membership>> = HashMap::new();
+    for (user_id, tenant_id, name, role) in found {
+        let role = role
+            .parse()
+            .map_err(|_| Error::Internal(format!("stored role {role:?} is unknown")))?;
+        by_user.entry(user_id).or_default().push(Membership {
+            id: TenantId::from_db(tenant_id),
+            name,
+            role,
+        });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| User {
+            tenants: default_first(
+                by_user.remove(&row.id).unwrap_or_default(),
+                row.default_tenant_id.as_deref(),
+            ),
+            id: row.id,
+            username: Username::from_db(row.username),
+            disabled: row.disabled,
+            default_tenant: row.default_tenant_id.map(TenantId::from_db),
+            created_at: row.created_at,
+        })
+        .collect())
+}
+
+/// The default tenant leads the list; the others follow in the order they were joined.
+fn default_first(mut list: Vec<Membership>, default: Option<&str>) -> Vec<Membership> {
+    if let Some(pos) = list.iter().position(|m| Some(m.id.as_str()) == default) {
+        let first = list.remove(pos);
+        list.insert(0, first);
+    }
+    list
+}

@@ -1,0 +1,36 @@
+//! The error shared by the domain services, the CLI and (through their own mappings) the HTTP
+//! surfaces. Variants say what kind of failure it is; the message says what exactly.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is not acceptable (a bad slug, an empty password, an unknown role, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change would break a uniqueness rule (an id or a username already taken, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// A setting is invalid (a bad URL, an address that cannot be bound, ...).
+    #[error("{0}")]
+    Config(String),
+    /// The database cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+}
+
+impl Error {
+    /// Exit code of the CLI: 2 when Keyframe cannot work at all (configuration, database down),
+    /// 1 when the request itself was refused.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Unavailable(_) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,6 @@
+use clap::Parser;
+
+fn main() {
+    let cli = keyframe::config::Cli::parse();
+    std::process::exit(keyframe::cli::run(cli));
+}

@@ -1,0 +1,24 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::error::OAuthError;
+use super::{client_auth, form, no_store};
+use crate::clock;
+use crate::startup::AppState;
+
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form::read(&req, payload, state.max_body_bytes).await?;
+    let presented = client_auth::presented(&req, &form)?;
+    web::block(move || {
+        let mut conn = state.db.conn()?;
+        let client = client_auth::authenticate(&mut conn, presented)?;
+        let token = form.require("token")?;
+        state.tokens.revoke(&mut conn, &client, token, clock::now())
+    })
+    .await??;
+    Ok(no_store(HttpResponse::Ok()).finish())
+}

@@ -1,0 +1,59 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::error::OAuthError;
+use super::form::{self, Form};
+use super::{client_auth, no_store};
+use crate::clock;
+use crate::startup::AppState;
+use crate::tokens::GrantRequest;
+
+/// `POST /oauth/token` (RFC 6749 §3.2): the password and refresh_token grants.
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form::read(&req, payload, state.max_body_bytes).await?;
+    let presented = client_auth::presented(&req, &form)?;
+    let response = web::block(move || {
+        let mut conn = state.db.conn()?;
+        // The client first: an unauthenticated caller learns nothing about the request.
+        let client = client_auth::authenticate(&mut conn, presented)?;
+        let request = grant_request(&form)?;
+        state
+            .tokens
+            .grant(&mut conn, &client, request, clock::now())
+    })
+    .await??;
+    Ok(no_store(HttpResponse::Ok()).json(response))
+}
+
+fn grant_request(form: &Form) -> Result<GrantRequest, OAuthError> {
+    let optional = |name: &str| form.get(name).map(str::to_owned);
+    match form.require("grant_type")? {
+        "password" => Ok(GrantRequest::Password {
+            username: form.require("username")?.to_owned(),
+            password: form.require("password")?.to_owned(),
+            scope: optional("scope"),
+            tenant: optional("tenant"),
+        }),
+        "refresh_token" => Ok(GrantRequest::Refresh {
+            refresh_token: form.require("refresh_token")?.to_owned(),
+            scope: optional("scope"),
+            tenant: optional("tenant"),
+        }),
+        "authorization_code" => Ok(GrantRequest::AuthorizationCode {
+            code: form.require("code")?.to_owned(),
+            redirect_uri: optional("redirect_uri"),
+            code_verifier: optional("code_verifier"),
+        }),
+        crate::clients::TOKEN_EXCHANGE => Ok(GrantRequest::TokenExchange {
+            subject_token: form.require("subject_token")?.to_owned(),
+            subject_token_type: form.require("subject_token_type")?.to_owned(),
+            requested_token_type: optional("requested_token_type"),
+        }),
+        other => Err(OAuthError::UnsupportedGrantType(format!(
+            "the grant type {other:?} is not supported"
+        ))),
+    }
+}

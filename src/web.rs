@@ -1,0 +1,371 @@
+//! Browser pages: the shared machinery (headers, CSRF, cookies, templates) and the handlers.
+
+pub mod consent;
+pub mod login;
+pub mod tokens;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+
+use crate::authorization::AuthorizationRequest;
+use crate::db::DbConnection;
+use crate::error::Error;
+use crate::oauth::error::OAuthError;
+use crate::oauth::form::Form;
+use crate::secrets;
+use crate::secrets::PlainSecret;
+use crate::sessions;
+use crate::startup::AppState;
+use crate::tenants::TenantId;
+use crate::users::User;
+
+const CSRF_COOKIE: &str = "kf_csrf";
+const STYLESHEET: &str = include_str!("../templates/static/keyframe.css");
+const COPY_SCRIPT: &str = include_str!("../templates/static/copy.js");
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub action: &'static str,
+    pub client_name: String,
+    pub request: String,
+    pub csrf: String,
+    pub username: String,
+    pub error: Option<String>,
+}
+
+pub struct ScopeView {
+    pub name: String,
+    pub words: String,
+}
+
+pub struct TenantOption {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    pub client_name: String,
+    pub username: String,
+    pub scopes: Vec<ScopeView>,
+    pub tenants: Vec<TenantOption>,
+    pub request: String,
+    pub csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub title: String,
+    pub message: String,
+}
+
+impl ConsentPage {
+    pub fn new(
+        request: &AuthorizationRequest,
+        query: &str,
+        user: &User,
+        preselect: &TenantId,
+        csrf: String,
+    ) -> Self {
+        ConsentPage {
+            client_name: request.client.name.clone(),
+            username: user.username.to_string(),
+            scopes: request
+                .scopes
+                .iter()
+                .map(|s| ScopeView {
+                    name: s.clone(),
+                    words: describe_scope(s),
+                })
+                .collect(),
+            tenants: user
+                .tenants
+                .iter()
+                .map(|m| TenantOption {
+                    id: m.id.to_string(),
+                    name: m.name.clone(),
+                    selected: &m.id == preselect,
+                })
+                .collect(),
+            request: query.to_owned(),
+            csrf,
+        }
+    }
+}
+
+/// A scope in words: `video:read` reads "View your video". Unknown shapes are named as they are.
+pub fn describe_scope(scope: &str) -> String {
+    let (resource, action) = match scope.split_once(':') {
+        Some((resource, action)) => (resource.replace(['_', '-', '.'], " "), action),
+        None => return format!("Use “{scope}”"),
+    };
+    match action {
+        "read" | "view" => format!("View your {resource}"),
+        "write" | "edit" => format!("Create and change your {resource}"),
+        "delete" => format!("Delete your {resource}"),
+        "admin" | "manage" => format!("Manage all {resource} settings"),
+        other => format!("{} your {resource}", capitalize(other)),
+    }
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// A page with the headers every sign-in page sends: no framing (clickjacking on consent), no
+/// referrer (the query carries state), no caching, and a CSP that allows our stylesheet and
+/// form posts to us (and to where the flow ends, as browsers check redirects after a post).
+pub fn page(
+    status: StatusCode,
+    template: &impl Template,
+    form_target: Option<&str>,
+    cookies: Vec<Cookie<'static>>,
+) -> HttpResponse {
+    render(status, template, form_target, false, cookies)
+}
+
+/// A page that may load our own script (the token page's copy button; it works without).
+pub fn page_with_script(
+    status: StatusCode,
+    template: &impl Template,
+    cookies: Vec<Cookie<'static>>,
+) -> HttpResponse {
+    render(status, template, None, true, cookies)
+}
+
+fn render(
+    status: StatusCode,
+    template: &impl Template,
+    form_target: Option<&str>,
+    script: bool,
+    cookies: Vec<Cookie<'static>>,
+) -> HttpResponse {
+    let html = match template.render() {
+        Ok(html) => html,
+        Err(error) => {
+            tracing::error!(%error, "template failed to render");
+            return HttpResponse::InternalServerError().body("the page could not be rendered");
+        }
+    };
+    let form_action = match form_target.and_then(csp_source) {
+        Some(source) => format!("'self' {source}"),
+        None => "'self'".into(),
+    };
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+                 frame-ancestors 'none'; base-uri 'none'{}",
+                if script { "; script-src 'self'" } else { "" }
+            ),
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    for cookie in cookies {
+        response.cookie(cookie);
+    }
+    response.body(html)
+}
+
+pub fn message(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    page(
+        status,
+        &MessagePage {
+            title: title.into(),
+            message: message.into(),
+        },
+        None,
+        Vec::new(),
+    )
+}
+
+/// A redirect (to the client or back into the flow) that nothing may cache.
+pub fn redirect(status: StatusCode, location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    for cookie in cookies {
+        response.cookie(cookie);
+    }
+    response.finish()
+}
+
+/// The CSP source for a redirect URI: its origin, or its scheme for native-app schemes.
+fn csp_source(uri: &str) -> Option<String> {
+    let parsed = url::Url::parse(uri).ok()?;
+    match parsed.host_str() {
+        Some(_) => Some(parsed.origin().ascii_serialization()),
+        None => Some(format!("{}:", parsed.scheme())),
+    }
+}
+
+/// The double-submit CSRF token: the cookie's value if it has one, else a new one with the
+/// cookie to set. A cross-site page can neither read nor set this cookie.
+pub fn csrf_token(req: &HttpRequest, secure: bool) -> (String, Option<Cookie<'static>>) {
+    if let Some(existing) = req
+        .cookie(CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() >= 22)
+    {
+        return (existing, None);
+    }
+    let token = secrets::random_id();
+    let cookie = Cookie::build(CSRF_COOKIE, token.clone())
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .finish();
+    (token, Some(cookie))
+}
+
+pub fn csrf_ok(req: &HttpRequest, submitted: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    match (req.cookie(CSRF_COOKIE), submitted) {
+        (Some(cookie), Some(submitted)) if !submitted.is_empty() => {
+            cookie.value().as_bytes().ct_eq(submitted.as_bytes()).into()
+        }
+        _ => false,
+    }
+}
+
+/// A form posted by one of the pages, CSRF-checked; otherwise the error page to answer.
+pub async fn checked_form(
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<Form, HttpResponse> {
+    let form = crate::oauth::form::read(req, payload, limit)
+        .await
+        .map_err(|e| {
+            message(
+                StatusCode::BAD_REQUEST,
+                "The form could not be read",
+                &e.description(),
+            )
+        })?;
+    if !csrf_ok(req, form.get("csrf")) {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "For your security the form could not be accepted. Go back, reload the page and try again.",
+        ));
+    }
+    Ok(form)
+}
+
+/// The outcome of a login form.
+pub enum SignIn {
+    /// The new session's cookie value.
+    Started(PlainSecret),
+    /// What the login page says, with its status. It never says whether the user exists.
+    Refused(StatusCode, &'static str),
+}
+
+/// Checks the credentials with the same rules and lockout as the password grant, and starts a
+/// session (a new id every time, so a planted cookie is worthless).
+pub fn sign_in(
+    state: &AppState,
+    conn: &mut DbConnection,
+    username: &str,
+    password: &str,
+    now: i64,
+) -> Result<SignIn, Error> {
+    match state.tokens.sign_in(conn, username, password, now) {
+        Ok(user) => Ok(SignIn::Started(sessions::start(
+            conn,
+            &user,
+            state.tokens.settings.session_ttl,
+            now,
+        )?)),
+        Err(OAuthError::Locked { .. }) => Ok(SignIn::Refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins. Wait a while, then try again.",
+        )),
+        Err(OAuthError::InvalidGrant(_)) => Ok(SignIn::Refused(
+            StatusCode::UNAUTHORIZED,
+            "The username or password is not right.",
+        )),
+        Err(OAuthError::Server(error)) => Err(error),
+        Err(other) => Err(Error::Internal(other.to_string())),
+    }
+}
+
+pub fn session_cookie(value: &str, secure: bool, max_age: i64) -> Cookie<'static> {
+    Cookie::build(sessions::COOKIE, value.to_owned())
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
+        .finish()
+}
+
+pub fn clear_session_cookie(secure: bool) -> Cookie<'static> {
+    let mut cookie = session_cookie("", secure, 0);
+    cookie.make_removal();
+    cookie
+}
+
+pub fn session_value(req: &HttpRequest) -> Option<String> {
+    req.cookie(sessions::COOKIE).map(|c| c.value().to_owned())
+}
+
+pub async fn copy_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(COPY_SCRIPT)
+}
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_in_words() {
+        assert_eq!(describe_scope("video:read"), "View your video");
+        assert_eq!(
+            describe_scope("live_stream:write"),
+            "Create and change your live stream"
+        );
+        assert_eq!(describe_scope("analytics:export"), "Export your analytics");
+        assert_eq!(describe_scope("openid"), "Use “openid”");
+    }
+
+    #[test]
+    fn csp_sources_for_redirect_uris() {
+        assert_eq!(
+            csp_source("https://app.example:8443/cb?x=1").as_deref(),
+            Some("https://app.example:8443")
+        );
+        assert_eq!(
+            csp_source("com.example.app:/oauth").as_deref(),
+            Some("com.example.app:")
+        );
+    }
+}

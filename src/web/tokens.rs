@@ -1,0 +1,616 @@
+//! The Token Management page: a signed-in user's view of the API tokens of one tenant, with
+//! forms to create, renew and revoke (each change confirmed first). Works without JavaScript.
+
+use actix_web::cookie::time::{Date, Month, OffsetDateTime, Time};
+use actix_web::http::StatusCode;
+use actix_web::{web as aweb, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::db::DbConnection;
+use crate::error::Error;
+
+use crate::secrets::PlainSecret;
+use crate::startup::AppState;
+use crate::tenants::TenantId;
+use crate::tokens::api::{self, ApiError, ApiToken, Kind, NewApiToken, Principal};
+use crate::users::User;
+use crate::web::{self, LoginPage, TenantOption};
+use crate::{clock, sessions};
+
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub roles: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+}
+
+pub struct Section {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub tokens: Vec<TokenRow>,
+}
+
+pub struct Created {
+    pub verb: &'static str,
+    pub name: String,
+    pub secret: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+pub struct TokensPage {
+    pub username: String,
+    pub tenant: String,
+    pub tenant_name: String,
+    pub tenants: Vec<TenantOption>,
+    pub is_owner: bool,
+    pub sections: Vec<Section>,
+    pub created: Option<Created>,
+    pub error: Option<String>,
+    pub csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "token_confirm.html")]
+pub struct ConfirmPage {
+    pub title: String,
+    pub explanation: String,
+    pub button: &'static str,
+    pub id: String,
+    pub action: &'static str,
+    pub tenant: String,
+    pub csrf: String,
+}
+
+fn date(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
+
+fn row(token: &ApiToken) -> TokenRow {
+    TokenRow {
+        id: token.id.clone(),
+        name: token.name.clone(),
+        owner: token.owner.as_ref().map(|o| o.username.clone()),
+        roles: match token.kind {
+            Kind::Personal => "the owner's role".into(),
+            Kind::System => token
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        created: date(token.created_at),
+        last_used: token.last_used_at.map_or_else(|| "never".into(), date),
+        expires: token.expires_at.map_or_else(|| "never".into(), date),
+    }
+}
+
+/// The end (UTC) of a `YYYY-MM-DD` day, as a date input sends it.
+fn end_of_day(raw: &str) -> Option<i64> {
+    let mut parts = raw.splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month = Month::try_from(parts.next()?.parse::<u8>().ok()?).ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let date = Date::from_calendar_date(year, month, day).ok()?;
+    Some(
+        date.with_time(Time::from_hms(23, 59, 59).ok()?)
+            .assume_utc()
+            .unix_timestamp(),
+    )
+}
+
+/// The signed-in user acting in a tenant (the requested one, else their default).
+fn principal(user: &User, tenant: Option<&str>) -> Result<Principal, String> {
+    let tenant = match tenant {
+        Some(raw) => TenantId::parse(raw).map_err(|e| e.to_string())?,
+        None => user
+            .default_tenant
+            .clone()
+            .ok_or("You are not a member of any VideoManager.")?,
+    };
+    let membership = user
+        .tenants
+        .iter()
+        .find(|m| m.id == tenant)
+        .ok_or("You are not a member of that VideoManager.")?;
+    Ok(Principal {
+        tenant,
+        user_id: Some(user.id.clone()),
+        username: Some(user.username.to_string()),
+        roles: vec![membership.role],
+        token: None,
+        expires_at: None,
+        created_at: None,
+    })
+}
+
+fn render_page(
+    conn: &mut DbConnection,
+    user: &User,
+    principal: &Principal,
+    created: Option<Created>,
+    error: Option<String>,
+    csrf: String,
+) -> Result<TokensPage, ApiError> {
+    let tokens = api::list(conn, principal, &principal.tenant)?;
+    let mine = |t: &&ApiToken| {
+        t.kind == Kind::Personal && t.owner.as_ref().is_some_and(|o| o.id == user.id)
+    };
+    let mut sections = vec![Section {
+        id: "my-tokens",
+        title: "My tokens",
+        tokens: tokens.iter().filter(mine).map(row).collect(),
+    }];
+    if principal.is_owner() {
+        sections.push(Section {
+            id: "user-tokens",
+            title: "Organization user tokens",
+            tokens: tokens
+                .iter()
+                .filter(|t| t.kind == Kind::Personal && !mine(t))
+                .map(row)
+                .collect(),
+        });
+        sections.push(Section {
+            id: "system-tokens",
+            title: "System tokens",
+            tokens: tokens
+                .iter()
+                .filter(|t| t.kind == Kind::System)
+                .map(row)
+                .collect(),
+        });
+    }
+    Ok(TokensPage {
+        username: user.username.to_string(),
+        tenant: principal.tenant.to_string(),
+        tenant_name: user
+            .tenants
+            .iter()
+            .find(|m| m.id == principal.tenant)
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
+        tenants: user
+            .tenants
+            .iter()
+            .map(|m| TenantOption {
+                id: m.id.to_string(),
+                name: m.name.clone(),
+                selected: m.id == principal.tenant,
+            })
+            .collect(),
+        is_owner: principal.is_owner(),
+        sections,
+        created,
+        error,
+        csrf,
+    })
+}
+
+/// What a blocking step of these pages ends in.
+enum Outcome {
+    Page(StatusCode, Box<TokensPage>),
+    Confirm(Box<ConfirmPage>),
+    SignIn(String),
+    Redirect(String),
+    Message(StatusCode, &'static str, String),
+}
+
+fn sign_in_location(next: &str) -> String {
+    format!(
+        "/login?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish()
+    )
+}
+
+async fn run<F>(req: &HttpRequest, state: &aweb::Data<AppState>, next: String, f: F) -> HttpResponse
+where
+    F: FnOnce(&mut DbConnection, &User, String, i64) -> Result<Outcome, Error> + Send + 'static,
+{
+    let secure = state.tokens.issuer.starts_with("https://");
+    let (csrf, cookie) = web::csrf_token(req, secure);
+    let session = web::session_value(req);
+    let worker = state.clone();
+    let outcome = aweb::block(move || {
+        let mut conn = worker.db.conn()?;
+        let now = clock::now();
+        let user = match session.as_deref() {
+            Some(cookie) => sessions::user(&mut conn, cookie, now)?,
+            None => None,
+        };
+        match user {
+            Some(user) => f(&mut conn, &user, csrf, now),
+            None => Ok(Outcome::SignIn(sign_in_location(&next))),
+        }
+    })
+    .await;
+    let cookies: Vec<_> = cookie.into_iter().collect();
+    match outcome {
+        Ok(Ok(Outcome::Page(status, page))) => {
+            web::page_with_script(status, page.as_ref(), cookies)
+        }
+        Ok(Ok(Outcome::Confirm(page))) => web::page(StatusCode::OK, page.as_ref(), None, cookies),
+        Ok(Ok(Outcome::SignIn(location) | Outcome::Redirect(location))) => {
+            web::redirect(StatusCode::SEE_OTHER, &location, cookies)
+        }
+        Ok(Ok(Outcome::Message(status, title, message))) => web::message(status, title, &message),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "token page failed");
+            web::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "Please try again in a moment.",
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "token page failed");
+            web::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "Please try again in a moment.",
+            )
+        }
+    }
+}
+
+/// An API refusal shown on the page itself (the form stays usable).
+fn refused(
+    conn: &mut DbConnection,
+    user: &User,
+    principal: &Principal,
+    error: ApiError,
+    csrf: String,
+) -> Result<Outcome, Error> {
+    let status = match &error {
+        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        ApiError::Invalid(_) | ApiError::Unauthorized(_) => StatusCode::BAD_REQUEST,
+        ApiError::Internal(_) => return Err(Error::Internal(error.to_string())),
+    };
+    let page = render_page(conn, user, principal, None, Some(error.to_string()), csrf)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Outcome::Page(status, Box::new(page)))
+}
+
+fn created_page(
+    conn: &mut DbConnection,
+    user: &User,
+    principal: &Principal,
+    verb: &'static str,
+    token: &ApiToken,
+    secret: &PlainSecret,
+    csrf: String,
+) -> Result<Outcome, Error> {
+    let created = Created {
+        verb,
+        name: token.name.clone(),
+        secret: secret.expose().to_owned(),
+    };
+    let page = render_page(conn, user, principal, Some(created), None, csrf)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Outcome::Page(StatusCode::OK, Box::new(page)))
+}
+
+#[derive(Deserialize)]
+pub struct TenantQuery {
+    tenant: Option<String>,
+}
+
+/// `GET /tokens?tenant=...`
+pub async fn show(
+    req: HttpRequest,
+    query: aweb::Query<TenantQuery>,
+    state: aweb::Data<AppState>,
+) -> HttpResponse {
+    let tenant = query.into_inner().tenant;
+    let next = format!(
+        "/tokens{}",
+        tenant
+            .as_deref()
+            .map(|t| format!("?tenant={t}"))
+            .unwrap_or_default()
+    );
+    run(&req, &state, next, move |conn, user, csrf, _| {
+        let principal = match principal(user, tenant.as_deref()) {
+            Ok(p) => p,
+            Err(problem) => {
+                return Ok(Outcome::Message(
+                    StatusCode::FORBIDDEN,
+                    "Not available",
+                    problem,
+                ))
+            }
+        };
+        match render_page(conn, user, &principal, None, None, csrf) {
+            Ok(page) => Ok(Outcome::Page(StatusCode::OK, Box::new(page))),
+            Err(error) => refused(conn, user, &principal, error, String::new()),
+        }
+    })
+    .await
+}
+
+/// `POST /tokens/create`
+pub async fn create(
+    req: HttpRequest,
+    payload: aweb::Payload,
+    state: aweb::Data<AppState>,
+) -> HttpResponse {
+    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let tenant = form.get("tenant").map(str::to_owned);
+    let roles: Vec<String> = ["role_owner", "role_admin", "role_member"]
+        .iter()
+        .filter_map(|k| form.get(k).map(str::to_owned))
+        .collect();
+    let expires = form.get("expires").map(str::to_owned);
+    let new = NewApiToken {
+        name: form.get("name").unwrap_or("").to_owned(),
+        kind: form.get("kind").unwrap_or("personal").to_owned(),
+        roles,
+        expires_at: None,
+    };
+    run(
+        &req,
+        &state,
+        "/tokens".into(),
+        move |conn, user, csrf, now| {
+            let principal = match principal(user, tenant.as_deref()) {
+                Ok(p) => p,
+                Err(problem) => {
+                    return Ok(Outcome::Message(
+                        StatusCode::FORBIDDEN,
+                        "Not available",
+                        problem,
+                    ))
+                }
+            };
+            let expires_at = match expires.as_deref() {
+                None => None,
+                Some(raw) => match end_of_day(raw) {
+                    Some(t) => Some(t),
+                    None => {
+                        return refused(
+                            conn,
+                            user,
+                            &principal,
+                            ApiError::Invalid("the expiry date is not a date".into()),
+                            csrf,
+                        )
+                    }
+                },
+            };
+            let new = NewApiToken {
+                roles: if new.kind == "system" {
+                    new.roles
+                } else {
+                    Vec::new()
+                },
+                expires_at,
+                ..new
+            };
+            match api::create(conn, &principal, &principal.tenant.clone(), new, now) {
+                Ok((token, secret)) => {
+                    created_page(conn, user, &principal, "Created", &token, &secret, csrf)
+                }
+                Err(error) => refused(conn, user, &principal, error, csrf),
+            }
+        },
+    )
+    .await
+}
+
+/// `GET /tokens/{id}/{renew|revoke}?tenant=...`: asks before doing it.
+pub async fn confirm(
+    req: HttpRequest,
+    path: aweb::Path<(String, String)>,
+    query: aweb::Query<TenantQuery>,
+    state: aweb::Data<AppState>,
+) -> HttpResponse {
+    let (id, action) = path.into_inner();
+    let tenant = query.into_inner().tenant;
+    let action: &'static str = match action.as_str() {
+        "renew" => "renew",
+        "revoke" => "revoke",
+        _ => return crate::http::not_found().await,
+    };
+    run(&req, &state, "/tokens".into(), move |conn, user, csrf, _| {
+        let principal = match principal(user, tenant.as_deref()) {
+            Ok(p) => p,
+            Err(problem) => return Ok(Outcome::Message(StatusCode::FORBIDDEN, "Not available", problem)),
+        };
+        let tokens = match api::list(conn, &principal, &principal.tenant) {
+            Ok(tokens) => tokens,
+            Err(error) => return refused(conn, user, &principal, error, csrf),
+        };
+        let Some(token) = tokens.into_iter().find(|t| t.id == id) else {
+            return Ok(Outcome::Message(StatusCode::NOT_FOUND, "No such token", "It may have been revoked already.".into()));
+        };
+        let (title, explanation, button) = match action {
+            "renew" => (
+                format!("Renew “{}”?", token.name),
+                "A new secret replaces the current one, which stops working at once. The name and roles stay.".to_owned(),
+                "Renew token",
+            ),
+            _ => (
+                format!("Revoke “{}”?", token.name),
+                "The token stops working at once and cannot be recovered.".to_owned(),
+                "Revoke token",
+            ),
+        };
+        Ok(Outcome::Confirm(Box::new(ConfirmPage { title, explanation, button, id: token.id, action, tenant: principal.tenant.to_string(), csrf })))
+    })
+    .await
+}
+
+/// `POST /tokens/{id}/renew` and `POST /tokens/{id}/revoke`.
+pub async fn change(
+    req: HttpRequest,
+    path: aweb::Path<(String, String)>,
+    payload: aweb::Payload,
+    state: aweb::Data<AppState>,
+) -> HttpResponse {
+    let (id, action) = path.into_inner();
+    if action != "renew" && action != "revoke" {
+        return crate::http::not_found().await;
+    }
+    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let tenant = form.get("tenant").map(str::to_owned);
+    run(
+        &req,
+        &state,
+        "/tokens".into(),
+        move |conn, user, csrf, _| {
+            let principal = match principal(user, tenant.as_deref()) {
+                Ok(p) => p,
+                Err(problem) => {
+                    return Ok(Outcome::Message(
+                        StatusCode::FORBIDDEN,
+                        "Not available",
+                        problem,
+                    ))
+                }
+            };
+            let tenant = principal.tenant.clone();
+            if action == "renew" {
+                match api::renew(conn, &principal, &tenant, &id) {
+                    Ok((token, secret)) => {
+                        created_page(conn, user, &principal, "Renewed", &token, &secret, csrf)
+                    }
+                    Err(error) => refused(conn, user, &principal, error, csrf),
+                }
+            } else {
+                match api::delete(conn, &principal, &tenant, &id) {
+                    Ok(()) => Ok(Outcome::Redirect(format!("/tokens?tenant={tenant}"))),
+                    Err(error) => refused(conn, user, &principal, error, csrf),
+                }
+            }
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only local paths: an open redirect would make the login page a phishing tool.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/tokens".into(),
+    }
+}
+
+/// `GET /login?next=...`: sign-in for Keyframe's own pages.
+pub async fn login_page(
+    req: HttpRequest,
+    query: aweb::Query<NextQuery>,
+    state: aweb::Data<AppState>,
+) -> HttpResponse {
+    let secure = state.tokens.issuer.starts_with("https://");
+    let (csrf, cookie) = web::csrf_token(&req, secure);
+    let page = LoginPage {
+        action: "/login",
+        client_name: "Keyframe".into(),
+        request: local_path(query.next.as_deref()),
+        csrf,
+        username: String::new(),
+        error: None,
+    };
+    web::page(StatusCode::OK, &page, None, cookie.into_iter().collect())
+}
+
+/// `POST /login`: the same sign-in as everywhere (lockout included), then on to `next`.
+pub async fn login(
+    req: HttpRequest,
+    payload: aweb::Payload,
+    state: aweb::Data<AppState>,
+) -> HttpResponse {
+    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let next = local_path(form.get("request"));
+    let username = form.get("username").unwrap_or("").to_owned();
+    let password = form.get("password").unwrap_or("").to_owned();
+    let worker = state.clone();
+    let result = aweb::block(move || {
+        let mut conn = worker.db.conn()?;
+        let now = clock::now();
+        match web::sign_in(&worker, &mut conn, &username, &password, now)? {
+            web::SignIn::Started(session) => Ok::<_, Error>(Ok(session)),
+            web::SignIn::Refused(status, message) => Ok(Err((status, message, username))),
+        }
+    })
+    .await;
+    let secure = state.tokens.issuer.starts_with("https://");
+    match result {
+        Ok(Ok(Ok(session))) => {
+            let cookie =
+                web::session_cookie(session.expose(), secure, state.tokens.settings.session_ttl);
+            web::redirect(StatusCode::SEE_OTHER, &next, vec![cookie])
+        }
+        Ok(Ok(Err((status, message, username)))) => {
+            let (csrf, cookie) = web::csrf_token(&req, secure);
+            let page = LoginPage {
+                action: "/login",
+                client_name: "Keyframe".into(),
+                request: next,
+                csrf,
+                username,
+                error: Some(message.into()),
+            };
+            web::page(status, &page, None, cookie.into_iter().collect())
+        }
+        _ => web::message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Something went wrong",
+            "Please try again in a moment.",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_dates_end_at_midnight_utc() {
+        assert_eq!(end_of_day("2030-01-31"), Some(1_896_134_399));
+        assert_eq!(end_of_day("2030-02-30"), None);
+        assert_eq!(end_of_day("tomorrow"), None);
+    }
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(
+            local_path(Some("/tokens?tenant=acme")),
+            "/tokens?tenant=acme"
+        );
+        for hostile in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "tokens",
+        ] {
+            assert_eq!(local_path(Some(hostile)), "/tokens", "{hostile}");
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! The browser flow over HTTP with a cookie jar: authorization request, login, consent,
+//! code exchange with PKCE, and every way each step refuses.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::header::LOCATION;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::backend_tests;
+use crate::helpers::{keyframe, Backend, TestApp, TestDb};
+use crate::web_client::{Browser, Page};
+
+const REDIRECT: &str = "https://app.example/callback";
+const VERIFIER: &str = "a-verifier-that-is-long-enough-for-rfc-7636-rules_0123456789";
+
+fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+struct Setup {
+    app: TestApp,
+    url: String,
+    client_id: String,
+}
+
+/// Tenants acme (alice's default) and beta, alice in both, and a public client "Portal App".
+async fn setup(backend: Backend, adjust: &dyn Fn(&mut keyframe::config::Config)) -> Setup {
+    let db = TestDb::new(backend).expect("database");
+    let url = db.url.clone();
+    keyframe(
+        &url,
+        &["--json", "tenant", "create", "acme", "--name", "Acme Video"],
+        None,
+    )
+    .await
+    .json();
+    keyframe(
+        &url,
+        &["--json", "tenant", "create", "beta", "--name", "Beta Live"],
+        None,
+    )
+    .await
+    .json();
+    let args = [
+        "--json",
+        "user",
+        "create",
+        "alice",
+        "--password-stdin",
+        "--tenant",
+        "acme:owner",
+        "--tenant",
+        "beta",
+    ];
+    keyframe(&url, &args, Some("alice-pw\n")).await.json();
+    let args = [
+        "--json",
+        "client",
+        "create",
+        "--name",
+        "Portal App",
+        "--public",
+        "--redirect-uri",
+        REDIRECT,
+        "--redirect-uri",
+        "https://app.example/other",
+        "--scope",
+        "video:read",
+        "--scope",
+        "video:write",
+    ];
+    let client = keyframe(&url, &args, None).await.json();
+    let client_id = client["client_id"].as_str().expect("client id").to_owned();
+    Setup {
+        app: TestApp::spawn_on(db, adjust).await,
+        url,
+        client_id,
+    }
+}
+
+fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
+    let challenge = challenge(VERIFIER);
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", "video:read"),
+        ("state", "st&te 1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        pairs.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            pairs.push((k, v));
+        }
+    }
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+impl Browser<'_> {
+    /// Opens the authorization URL and signs in: the page after login (consent, or a redirect).
+    async fn sign_in(&mut self, query: &str) -> Page {
+        let login = self.get(&format!("/oauth/authorize?{query}")).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        let (csrf, request) = (login.field("csrf"), login.field("request"));
+        let posted = self
+            .post(
+                "/oauth/authorize/login",
+                &[
+                    ("csrf", &csrf),
+                    ("request", &request),
+                    ("username", "alice"),
+                    ("password", "alice-pw"),
+                ],
+            )
+            .await;
+        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+        self.get(&posted.location()).await
+    }
+
+    async fn consent(&mut self, page: &Page, decision: &str, tenant: &str) -> Page {
+        self.post(
+            "/oauth/authorize/consent",
+            &[
+                ("csrf", &page.field("csrf")),
+                ("request", &page.field("request")),
+                ("decision", decision),
+                ("tenant", tenant),
+            ],
+        )
+        .await
+    }
+}
+
+/// The query parameters of a redirect to the client.
+fn redirect_params(location: &str) -> HashMap<String, String> {
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let url = url::Url::parse(location).expect("url");
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn exchange(
+    setup: &Setup,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", setup.client_id.as_str()),
+    ];
+    if let Some(uri) = redirect_uri {
+        form.push(("redirect_uri", uri));
+    }
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    let response = setup
+        .app
+        .http
+        .post(format!("{}/oauth/token", setup.app.address))
+        .form(&form)
+        .send()
+        .await
+        .expect("token");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+fn claims(jwt: &str) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).expect("jwt"))
+            .expect("b64"),
+    )
+    .expect("json")
+}
+
+fn assert_page_headers(page: &Page) {
+    let header = |name: &str| {
+        page.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        header("content-security-policy").contains("frame-ancestors 'none'"),
+        "{:?}",
+        page.headers
+    );
+    assert!(header("content-security-policy").contains("default-src 'none'"));
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("cache-control"), "no-store");
+}
+
+async fn code_flow_with_pkce_and_a_chosen_tenant(backend: Backend) {
+    let s = setup(backend, &|_| {}).await;
+    let mut browser = Browser::new(&s.app);
+    let query = authorize_query(&s.client_id, &[]);
+
+    let login = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_page_headers(&login);
+    assert!(
+        login.body.contains("Portal App"),
+        "the login page names the client"
+    );
+    assert!(
+        login.body.contains("<label for=\"username\">")
+            && login.body.contains("<label for=\"password\">")
+    );
+    assert!(login.set_cookie("kf_csrf").is_some());
+
+    let posted = browser
+        .post(
+            "/oauth/authorize/login",
+            &[
+                ("csrf", &login.field("csrf")),
+                ("request", &login.field("request")),
+                ("username", "ALICE"),
+                ("password", "alice-pw"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let session = posted.set_cookie("kf_session").expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Secure"),
+        "an http issuer gets no Secure cookie: {session}"
+    );
+
+    let consent = browser.get(&posted.location()).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    assert_page_headers(&consent);
+    assert!(
+        consent.body.contains("Portal App") && consent.body.contains("View your video"),
+        "{}",
+        consent.body
+    );
+    assert!(
+        consent.body.contains("Acme Video") && consent.body.contains("Beta Live"),
+        "tenant names, not ids alone"
+    );
+    assert!(
+        consent.body.contains("value=\"acme\" checked"),
+        "the default tenant is preselected"
+    );
+
+    let allowed = browser.consent(&consent, "allow", "beta").await;
+    assert_eq!(allowed.status, StatusCode::SEE_OTHER);
+    let params = redirect_params(&allowed.location());
+    assert_eq!(params["state"], "st&te 1");
+    assert_eq!(params["iss"], s.app.issuer);
+    let code = params["code"].clone();
+    assert!(code.len() >= 43, "at least 256 bits: {code}");
+
+    // A wrong verifier or redirect URI fails without using the code up.
+    let (status, body) = exchange(
+        &s,
+        &code,
+        Some(REDIRECT),
+        Some("wrong-verifier-wrong-verifier-wrong-verifier-0000"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{body}"
+    );
+    let (_, body) = exchange(&s, &code, Some("https://app.example/other"), Some(VERIFIER)).await;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let (_, body) = exchange(&s, &code, None, Some(VERIFIER)).await;
+    assert_eq!(
+        body["error"], "invalid_grant",
+        "redirect_uri was in the request, so it is required: {body}"
+    );
+    let (_, body) = exchange(&s, &code, Some(REDIRECT), None).await;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
+    let (status, tokens) = exchange(&s, &code, Some(REDIRECT), Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(
+        tokens["tenant"], "beta",
+        "the tenant chosen on the consent page"
+    );
+    assert_eq!(
+        claims(tokens["access_token"].as_str().expect("jwt"))["tenant"],
+        "beta"
+    );
+    assert_eq!(tokens["scope"], "video:read");
+    assert_eq!(tokens["token_type"], "Bearer");
+
+    // A second use fails and revokes what the first produced.
+    let (status, body) = exchange(&s, &code, Some(REDIRECT), Some(VERIFIER)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let refreshed = s
+        .app
+        .http
+        .post(format!("{}/oauth/token", s.app.address))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                tokens["refresh_token"].as_str().expect("rt"),
+            ),
+            ("client_id", &s.client_id),
+        ])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(
+        refreshed.status(),
+        StatusCode::BAD_REQUEST,
+        "the first use's refresh token is revoked"
+    );
+}
+
+async fn bad_authorization_requests(backend: Backend) {
+    let s = setup(backend, &|_| {}).await;
+    let mut browser = Browser::new(&s.app);
+
+    // Unknown client, unregistered redirect URI: an error page, never a redirect.
+    for query in [
+        authorize_query("no-such-client", &[]),
+        authorize_query(&s.client_id, &[("redirect_uri", "https://evil.example/cb")]),
+        authorize_query(
+            &s.client_id,
+            &[("redirect_uri", "https://app.example/callback/")],
+        ),
+        authorize_query(&s.client_id, &[("redirect_uri", "")]),
+        // A repeated parameter (RFC 6749 §3.1) makes the whole request untrustworthy.
+        format!(
+            "{}&client_id={}",
+            authorize_query(&s.client_id, &[]),
+            s.client_id
+        ),
+    ] {
+        let page = browser.get(&format!("/oauth/authorize?{query}")).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(page.headers.get(LOCATION).is_none());
+        assert_page_headers(&page);
+    }
+
+    // Everything else goes back to the client with error, state and iss.
+    let other = keyframe(
+        &s.url,
+        &[
+            "--json",
+            "client",
+            "create",
+            "--name",
+            "Code-less",
+            "--grant-type",
+            "refresh_token",
+            "--redirect-uri",
+            REDIRECT,
+        ],
+        None,
+    )
+    .await
+    .json();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            authorize_query(
+                &s.client_id,
+                &[("code_challenge", ""), ("code_challenge_method", "")],
+            ),
+            "invalid_request",
+        ),
+        (
+            authorize_query(&s.client_id, &[("code_challenge_method", "plain")]),
+            "invalid_request",
+        ),
+        (
+            authorize_query(&s.client_id, &[("code_challenge_method", "")]),
+            "invalid_request",
+        ),
+        (
+            authorize_query(&s.client_id, &[("code_challenge", "too-short")]),
+            "invalid_request",
+        ),
+        (
+            authorize_query(&s.client_id, &[("response_type", "token")]),
+            "unsupported_response_type",
+        ),
+        (
+            authorize_query(&s.client_id, &[("scope", "video:read admin")]),
+            "invalid_scope",
+        ),
+        (
+            authorize_query(&s.client_id, &[("prompt", "sometimes")]),
+            "invalid_request",
+        ),
+    ];
+    for (query, error) in cases {
+        let page = browser.get(&format!("/oauth/authorize?{query}")).await;
+        assert_eq!(page.status, StatusCode::FOUND, "{query}: {}", page.body);
+        let params = redirect_params(&page.location());
+        assert_eq!(params["error"], error, "{query}");
+        assert!(!params["error_description"].is_empty());
+        assert_eq!(params["state"], "st&te 1");
+        assert_eq!(params["iss"], s.app.issuer);
+    }
+    let query = authorize_query(other["client_id"].as_str().expect("id"), &[]);
+    let page = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert_eq!(
+        redirect_params(&page.location())["error"],
+        "unauthorized_client"
+    );
+}
+
+async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
+    let s = setup(backend, &|cfg| cfg.tokens.lockout_threshold = 3).await;
+    let mut browser = Browser::new(&s.app);
+    let query = authorize_query(&s.client_id, &[]);
+    let login = browser.get(&format!("/oauth/authorize?{query}")).await;
+    let request = login.field("request");
+
+    // No or a wrong CSRF token: refused, no session.
+    for csrf in ["", "forged-token-forged-token"] {
+        let page = browser
+            .post(
+                "/oauth/authorize/login",
+                &[
+                    ("csrf", csrf),
+                    ("request", &request),
+                    ("username", "alice"),
+                    ("password", "alice-pw"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert!(page.set_cookie("kf_session").is_none());
+    }
+
+    // Wrong password and unknown user: the same message, no session.
+    let csrf = login.field("csrf");
+    let mut messages = Vec::new();
+    for (user, password) in [("alice", "wrong"), ("nobody", "alice-pw")] {
+        let page = browser
+            .post(
+                "/oauth/authorize/login",
+                &[
+                    ("csrf", &csrf),
+                    ("request", &request),
+                    ("username", user),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+        assert!(page.set_cookie("kf_session").is_none());
+        let start = page.body.find("role=\"alert\"").expect("an error message");
+        messages.push(page.body[start..start + 100.min(page.body.len() - start)].to_owned());
+    }
+    assert_eq!(
+        messages[0], messages[1],
+        "the message does not say whether the user exists"
+    );
+
+    // Sign in, then a consent post with a forged CSRF token issues nothing.
+    let consent = browser.sign_in(&query).await;
+    let forged = browser
+        .post(
+            "/oauth/authorize/consent",
+            &[
+                ("csrf", "forged-token-forged-token"),
+                ("request", &consent.field("request")),
+                ("decision", "allow"),
+                ("tenant", "acme"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.headers.get(LOCATION).is_none());
+
+    // Deny: access_denied with state and iss.
+    let denied = browser.consent(&consent, "deny", "acme").await;
+    let params = redirect_params(&denied.location());
+    assert_eq!(params["error"], "access_denied");
+    assert_eq!(params["state"], "st&te 1");
+    assert_eq!(params["iss"], s.app.issuer);
+    assert!(!params.contains_key("code"));
+
+    // Sign out: the next authorization shows the login page again.
+    let out = browser
+        .post("/oauth/logout", &[("csrf", &consent.field("csrf"))])
+        .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(!browser.jar.contains_key("kf_session"));
+    let again = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert!(
+        again.body.contains("type=\"password\""),
+        "signed out: the login page again"
+    );
+
+    // The sign-in above cleared alice's failures; three new ones lock her out, and then the
+    // right password is refused too.
+    for _ in 0..3 {
+        let page = browser
+            .post(
+                "/oauth/authorize/login",
+                &[
+                    ("csrf", &csrf),
+                    ("request", &request),
+                    ("username", "alice"),
+                    ("password", "wrong"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    let page = browser
+        .post(
+            "/oauth/authorize/login",
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", "alice"),
+                ("password", "alice-pw"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    assert!(page.body.contains("Too many failed sign-ins"));
+    assert!(page.set_cookie("kf_session").is_none());
+}
+
+async fn remembered_consent_and_prompt_values(backend: Backend) {
+    let s = setup(backend, &|_| {}).await;
+    let mut browser = Browser::new(&s.app);
+    let query = authorize_query(&s.client_id, &[]);
+
+    // prompt=none before signing in.
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            authorize_query(&s.client_id, &[("prompt", "none")])
+        ))
+        .await;
+    assert_eq!(redirect_params(&page.location())["error"], "login_required");
+
+    let consent = browser.sign_in(&query).await;
+    assert_eq!(consent.status, StatusCode::OK);
+    // prompt=none, signed in, no consent yet.
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            authorize_query(&s.client_id, &[("prompt", "none")])
+        ))
+        .await;
+    assert_eq!(
+        redirect_params(&page.location())["error"],
+        "consent_required"
+    );
+
+    let allowed = browser.consent(&consent, "allow", "acme").await;
+    assert!(redirect_params(&allowed.location()).contains_key("code"));
+
+    // Remembered: straight back with a code, for the default tenant.
+    for extra in [&[][..], &[("prompt", "none")][..]] {
+        let page = browser
+            .get(&format!(
+                "/oauth/authorize?{}",
+                authorize_query(&s.client_id, extra)
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::FOUND, "{extra:?}");
+        let code = redirect_params(&page.location())["code"].clone();
+        let (status, tokens) = exchange(&s, &code, Some(REDIRECT), Some(VERIFIER)).await;
+        assert_eq!(
+            (status, tokens["tenant"].as_str()),
+            (StatusCode::OK, Some("acme"))
+        );
+    }
+    // prompt=consent asks again; another scope set or tenant is not covered by the consent.
+    for extra in [
+        &[("prompt", "consent")][..],
+        &[("scope", "video:read video:write")][..],
+        &[("tenant", "beta")][..],
+    ] {
+        let page = browser
+            .get(&format!(
+                "/oauth/authorize?{}",
+                authorize_query(&s.client_id, extra)
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{extra:?}");
+        assert!(page.body.contains("name=\"decision\""), "{extra:?}");
+    }
+    // A tenant asked for preselects it; one the user is not in goes back as invalid_request.
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            authorize_query(&s.client_id, &[("tenant", "beta")])
+        ))
+        .await;
+    assert!(page.body.contains("value=\"beta\" checked"));
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            authorize_query(&s.client_id, &[("tenant", "gamma")])
+        ))
+        .await;
+    assert_eq!(
+        redirect_params(&page.location())["error"],
+        "invalid_request"
+    );
+
+    // prompt=login shows the login page although a session exists.
+    let page = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            authorize_query(&s.client_id, &[("prompt", "login")])
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("type=\"password\""));
+}
+
+async fn expired_codes_are_refused(backend: Backend) {
+    let s = setup(backend, &|cfg| cfg.tokens.authorization_code_ttl = 1).await;
+    let mut browser = Browser::new(&s.app);
+    let consent = browser.sign_in(&authorize_query(&s.client_id, &[])).await;
+    let allowed = browser.consent(&consent, "allow", "acme").await;
+    let code = redirect_params(&allowed.location())["code"].clone();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = exchange(&s, &code, Some(REDIRECT), Some(VERIFIER)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{body}"
+    );
+}
+
+async fn https_issuers_get_secure_cookies(backend: Backend) {
+    let s = setup(backend, &|cfg| {
+        cfg.issuer = Some("https://auth.example".into())
+    })
+    .await;
+    let mut browser = Browser::new(&s.app);
+    let query = authorize_query(&s.client_id, &[]);
+    let login = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert!(login
+        .set_cookie("kf_csrf")
+        .expect("csrf cookie")
+        .contains("Secure"));
+    let posted = browser
+        .post(
+            "/oauth/authorize/login",
+            &[
+                ("csrf", &login.field("csrf")),
+                ("request", &login.field("request")),
+                ("username", "alice"),
+                ("password", "alice-pw"),
+            ],
+        )
+        .await;
+    assert!(posted
+        .set_cookie("kf_session")
+        .expect("session")
+        .contains("Secure"));
+}
+
+backend_tests!(
+    code_flow_with_pkce_and_a_chosen_tenant,
+    bad_authorization_requests,
+    csrf_deny_sign_out_and_login_failures,
+    remembered_consent_and_prompt_values,
+    expired_codes_are_refused,
+    https_issuers_get_secure_cookies,
+);
+
+/// Static assets come from the binary.
+#[tokio::test]
+async fn the_stylesheet_is_served_from_the_binary() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("app");
+    let css = app
+        .http
+        .get(format!("{}/static/keyframe.css", app.address))
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/css"));
+    assert!(css.text().await.expect("text").contains(".card"));
+}

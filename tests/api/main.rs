@@ -1,0 +1,17 @@
+//! One integration-test binary (so the tests link once); every body runs on SQLite and on
+//! PostgreSQL through `backend_tests!`.
+
+mod helpers;
+
+mod api_tokens;
+mod authorize;
+mod chromium;
+mod cli;
+mod cli_errors;
+mod introspection;
+mod oauth2_client;
+mod server;
+mod token_page;
+mod tokens;
+mod vms;
+mod web_client;

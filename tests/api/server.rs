@@ -1,0 +1,273 @@
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use crate::backend_tests;
+use crate::helpers::{
+    keyframe, postgres_admin_url, Backend, CuttableProxy, TestApp, TestDb, KEYFRAME,
+};
+
+async fn health_metadata_and_plain_errors(backend: Backend) {
+    let app = TestApp::spawn(backend).await.expect("app");
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(
+        health.json::<Value>().await.expect("json"),
+        json!({ "status": "ok" })
+    );
+
+    let meta = app
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            app.address
+        ))
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(meta.status(), StatusCode::OK);
+    let meta: Value = meta.json().await.expect("json");
+    assert_eq!(meta["issuer"], app.issuer.as_str());
+    assert_eq!(
+        app.issuer, app.address,
+        "the default issuer is http:// + the bound address"
+    );
+
+    let missing = app
+        .http
+        .get(format!("{}/no/such/thing", app.address))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.json::<Value>().await.expect("json")["error"],
+        "not_found"
+    );
+}
+
+async fn oversized_bodies_get_413(backend: Backend) {
+    let app = TestApp::spawn(backend).await.expect("app");
+    let big = vec![b'a'; 64 * 1024 + 1];
+    for path in ["/healthz", "/anything"] {
+        let response = app
+            .http
+            .post(format!("{}{path}", app.address))
+            .body(big.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let body: Value = response.json().await.expect("json body");
+        assert_eq!(body["error"], "invalid_request");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .expect("description")
+                .contains("65536"),
+            "{body}"
+        );
+    }
+    // At the limit is not over it.
+    let fits = app
+        .http
+        .post(format!("{}/anything", app.address))
+        .body(vec![b'a'; 64 * 1024])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(fits.status(), StatusCode::NOT_FOUND);
+}
+
+/// `keyframe serve --demo` as a process: the startup object, the demo data, request logs
+/// without query strings, and a graceful stop on SIGTERM.
+async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
+    let db = TestDb::new(backend).expect("database");
+    let mut child = tokio::process::Command::new(KEYFRAME)
+        .args(["--json", "serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env("KEYFRAME_DATABASE_URL", &db.url)
+        .env("KEYFRAME_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut first))
+        .await
+        .expect("startup line")
+        .expect("read");
+    let started: Value = serde_json::from_str(&first).expect("one JSON object");
+    assert_eq!(started["status"], "serving");
+    let port = started["port"].as_u64().expect("port");
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(started["issuer"], base.as_str());
+    let demo = &started["demo"];
+    assert_eq!(demo["tenant"], "demo");
+    assert_eq!(demo["username"], "demo");
+    let password = demo["password"].as_str().expect("password");
+    let secret = demo["client_secret"].as_str().expect("secret");
+    let command = demo["token_command"].as_str().expect("command");
+    for part in [
+        password,
+        secret,
+        demo["client_id"].as_str().expect("id"),
+        "/oauth/token",
+        "grant_type=password",
+    ] {
+        assert!(command.contains(part), "{command} lacks {part}");
+    }
+
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{base}/healthz?code=query-secret-value"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // SIGTERM: a graceful stop with exit code 0.
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("stops")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .await
+        .expect("logs");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("path=/healthz"))
+        .unwrap_or_else(|| panic!("no request line in {logs}"));
+    for field in ["request_id=", "method=GET", "status=200", "latency_ms="] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    for secret_text in ["query-secret-value", password, secret] {
+        assert!(
+            !logs.contains(secret_text),
+            "a secret reached the logs: {logs}"
+        );
+    }
+
+    // The demo data is real, and a second --demo on a non-empty database creates nothing.
+    let users = keyframe(&db.url, &["--json", "user", "list"], None)
+        .await
+        .json();
+    assert_eq!(users["users"][0]["username"], "demo");
+    assert_eq!(
+        users["users"][0]["tenants"],
+        json!([{"id": "demo", "name": "Demo VideoManager", "role": "owner"}])
+    );
+    let pool = db.connect();
+    let mut conn = pool.conn().expect("conn");
+    assert!(keyframe::users::check_password(&mut conn, "demo", password)
+        .expect("check")
+        .is_some());
+    let clients = keyframe(&db.url, &["--json", "client", "list"], None)
+        .await
+        .json();
+    assert_eq!(
+        clients["clients"][0]["grant_types"],
+        json!(["password", "refresh_token"])
+    );
+
+    let mut again = tokio::process::Command::new(KEYFRAME)
+        .args(["--json", "serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env("KEYFRAME_DATABASE_URL", &db.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start serve");
+    let mut line = String::new();
+    let mut out = BufReader::new(again.stdout.take().expect("stdout"));
+    tokio::time::timeout(Duration::from_secs(30), out.read_line(&mut line))
+        .await
+        .expect("startup")
+        .expect("read");
+    let started: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(started["demo"], Value::Null);
+    again.kill().await.expect("kill");
+}
+
+backend_tests!(
+    health_metadata_and_plain_errors,
+    oversized_bodies_get_413,
+    serve_demo_logs_and_graceful_shutdown
+);
+
+async fn status_of(app: &TestApp) -> StatusCode {
+    app.http
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("healthz")
+        .status()
+}
+
+async fn wait_for(app: &TestApp, wanted: StatusCode) {
+    for _ in 0..40 {
+        if status_of(app).await == wanted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("/healthz never answered {wanted}");
+}
+
+/// PostgreSQL only: a TCP proxy between Keyframe and the shared server is cut and restored,
+/// so the shared PostgreSQL is never disturbed. (A SQLite file cannot go away under an open
+/// connection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_follows_the_database_without_a_restart() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let db = TestDb::new(Backend::Postgres).expect("database");
+    let upstream = url::Url::parse(&admin).expect("url");
+    let upstream = format!(
+        "{}:{}",
+        upstream.host_str().expect("host"),
+        upstream.port().unwrap_or(5432)
+    );
+    let proxy = CuttableProxy::start(upstream).await;
+    let via_proxy = keyframe::db::DatabaseUrl::parse(&db.url_via(proxy.port)).expect("url");
+    let app = TestApp::spawn_on(db, &|cfg| cfg.database_url = via_proxy.clone()).await;
+    assert_eq!(status_of(&app).await, StatusCode::OK);
+
+    proxy.cut().await;
+    wait_for(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    let body: Value = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["status"], "unavailable");
+
+    proxy.restore();
+    wait_for(&app, StatusCode::OK).await;
+}
