@@ -24,6 +24,11 @@ pub const ALGORITHM: &str = "ES256";
 const JWKS_MAX_AGE: Duration = Duration::from_secs(5);
 /// An unknown `kid` triggers a reload at most this often (it is usually a forged token).
 const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(1);
+/// How long an instance may go on signing with a key that another process has just retired.
+/// Asking the database on every issuance cost a query per token; a retired key stays published
+/// this much longer than the tokens it signed, so those tokens verify until they expire.
+pub const SIGNING_KEY_RECHECK_SECS: i64 = 1;
+const SIGNING_KEY_RECHECK: Duration = Duration::from_secs(SIGNING_KEY_RECHECK_SECS as u64);
 
 /// A key row as stored.
 pub struct StoredKey {
@@ -149,7 +154,7 @@ impl SigningKey {
 /// the JWKS document, reloaded when the database says they changed.
 pub struct KeyRing {
     loaded: RwLock<Arc<Loaded>>,
-    /// Seconds a retired key stays published: the access token lifetime.
+    /// Seconds a retired key stays published: the access token lifetime and the recheck.
     publish_retired_for: i64,
 }
 
@@ -178,6 +183,7 @@ impl KeyRing {
         publish_retired_for: i64,
     ) -> Result<Self, Error> {
         ensure_current(conn, now)?;
+        let publish_retired_for = publish_retired_for + SIGNING_KEY_RECHECK_SECS;
         let loaded = read(conn, now, publish_retired_for)?;
         Ok(Self {
             loaded: RwLock::new(Arc::new(loaded)),
@@ -201,13 +207,14 @@ impl KeyRing {
         Ok(fresh)
     }
 
-    /// The keys to sign with now: reloaded when another process rotated the current key.
+    /// The keys to sign with now: reloaded at most a second after another process rotated the
+    /// current key.
     pub fn for_signing(&self, conn: &mut DbConnection, now: i64) -> Result<Arc<Loaded>, Error> {
         let loaded = self.get();
-        match db::keys::current(conn)? {
-            Some(kid) if kid == loaded.signing.kid => Ok(loaded),
-            _ => self.reload(conn, now),
+        if loaded.at.elapsed() < SIGNING_KEY_RECHECK {
+            return Ok(loaded);
         }
+        self.reload(conn, now)
     }
 
     /// The keys to verify `kid` with, reloaded (rarely) when the `kid` is not known yet.

@@ -445,13 +445,7 @@ impl TokenService {
         // Everything above only read: a refused refresh leaves the token usable.
         let next = PlainSecret::generate(REFRESH_TOKEN_PREFIX);
         let next_row = self.refresh_row(&next, &family, &tenant, &scope::join(&scopes), now);
-        let consumed = write_transaction(conn, |conn| {
-            if !db::tokens::consume_refresh(conn, &digest, now)? {
-                return Ok::<_, Error>(false);
-            }
-            db::tokens::insert_refresh(conn, &next_row)?;
-            Ok(true)
-        })?;
+        let consumed = db::tokens::rotate_refresh(conn, &digest, now, &next_row)?;
         if !consumed {
             // Someone consumed it between our read and our write: a concurrent reuse.
             let used_at = db::tokens::used_at(conn, &digest)?.unwrap_or(now);

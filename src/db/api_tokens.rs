@@ -60,7 +60,7 @@ pub fn find(
         .filter(api_tokens::tenant_id.eq(tenant.as_str()))
         .filter(api_tokens::id.eq(id))
         .select((ApiTokenRow::as_select(), users::username.nullable()))
-        .first::<(ApiTokenRow, Option<String>)>(conn)
+        .get_result::<(ApiTokenRow, Option<String>)>(conn)
         .optional()?;
     Ok(found.map(|(row, username)| view(row, username)))
 }
@@ -82,7 +82,7 @@ pub fn by_digest(conn: &mut DbConnection, digest: &str) -> Result<Option<ApiToke
     Ok(api_tokens::table
         .filter(api_tokens::digest.eq(digest))
         .select(ApiTokenRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -90,7 +90,7 @@ pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<ApiTokenRow>, E
     Ok(api_tokens::table
         .find(id)
         .select(ApiTokenRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -94,7 +94,7 @@ pub fn find(
     let row = clients::table
         .find(client_id)
         .select(ClientRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     match row {
         Some(row) => {

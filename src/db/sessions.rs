@@ -27,7 +27,7 @@ pub fn live_user(conn: &mut DbConnection, digest: &str, now: i64) -> Result<Opti
         .filter(sessions::digest.eq(digest))
         .filter(sessions::expires_at.gt(now))
         .select(sessions::user_id)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -107,7 +107,7 @@ pub fn find_code(conn: &mut DbConnection, digest: &str) -> Result<Option<CodeRow
     Ok(authorization_codes::table
         .filter(authorization_codes::digest.eq(digest))
         .select(CodeRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -54,7 +54,7 @@ pub fn find(conn: &mut DbConnection, id: &TenantId) -> Result<Option<Tenant>, Er
     let row = tenants::table
         .find(id.as_str())
         .select(TenantRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(Tenant::from))
 }

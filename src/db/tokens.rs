@@ -1,7 +1,13 @@
 //! Token families, refresh tokens, revoked access tokens and sign-in failures.
 
+use diesel::backend::Backend;
 use diesel::dsl::{exists, not};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::Sqlite;
 
 use super::schema::{
     login_failures, memberships, refresh_tokens, revoked_access_tokens, token_families, users,
@@ -56,7 +62,7 @@ pub fn find_refresh(
         .inner_join(token_families::table)
         .filter(refresh_tokens::digest.eq(digest))
         .select((RefreshToken::as_select(), Family::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -64,29 +70,120 @@ pub fn used_at(conn: &mut DbConnection, digest: &str) -> Result<Option<i64>, Err
     Ok(refresh_tokens::table
         .filter(refresh_tokens::digest.eq(digest))
         .select(refresh_tokens::used_at)
-        .first::<Option<i64>>(conn)
+        .get_result::<Option<i64>>(conn)
         .optional()?
         .flatten())
 }
 
-/// Rotation's single conditional write: marks the token used if, and only if, nobody else did
-/// and its family is not revoked. True when this call consumed it.
-pub fn consume_refresh(conn: &mut DbConnection, digest: &str, now: i64) -> Result<bool, Error> {
-    // A correlated EXISTS, not `family_id IN (SELECT ...)`: SQLite materialised that list of
-    // every live family on each rotation (a full scan; 4 req/s with a million rows).
-    let family_live = token_families::table
-        .filter(token_families::id.eq(refresh_tokens::family_id))
-        .filter(token_families::revoked_at.is_null());
-    let changed = diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::digest.eq(digest))
-            .filter(refresh_tokens::used_at.is_null())
-            .filter(exists(family_live)),
-    )
-    .set(refresh_tokens::used_at.eq(now))
-    .execute(conn)?;
-    Ok(changed == 1)
+/// Rotation: marks the presented token used if, and only if, nobody else did and its family is
+/// not revoked, and stores its successor. True when this call consumed it; false changes
+/// nothing.
+///
+/// Hand-written statements because diesel re-prepares every `UPDATE` it builds (it never caches
+/// them), which was the largest single cost of a refresh on SQLite; on PostgreSQL both writes go
+/// in one statement, one round trip and no explicit transaction.
+pub fn rotate_refresh(
+    conn: &mut DbConnection,
+    digest: &str,
+    now: i64,
+    next: &RefreshToken,
+) -> Result<bool, Error> {
+    let consume = Consume { digest, now };
+    match conn {
+        DbConnection::Sqlite(_) => super::write_transaction(conn, |conn| {
+            let DbConnection::Sqlite(inner) = &mut *conn else {
+                unreachable!("the connection does not change backend");
+            };
+            if consume.execute(inner)? != 1 {
+                return Ok(false);
+            }
+            insert_refresh(conn, next)?;
+            Ok(true)
+        }),
+        DbConnection::Postgres(inner) => {
+            Ok(ConsumeAndInsert { consume, next }.execute(inner)? == 1)
+        }
+    }
 }
+
+/// `UPDATE refresh_tokens SET used_at = now` for an unused token of a live family.
+///
+/// A correlated EXISTS, not `family_id IN (SELECT ...)`: SQLite materialised that list of every
+/// live family on each rotation (a full scan; 4 req/s with a million rows).
+#[derive(Clone, Copy)]
+struct Consume<'a> {
+    digest: &'a str,
+    now: i64,
+}
+
+impl<'a> Consume<'a> {
+    fn walk<'b, DB>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: Backend,
+        i64: ToSql<BigInt, DB>,
+        str: ToSql<Text, DB>,
+    {
+        out.push_sql("UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" WHERE digest = ");
+        out.push_bind_param::<Text, _>(self.digest)?;
+        out.push_sql(
+            " AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families \
+             WHERE token_families.id = refresh_tokens.family_id \
+             AND token_families.revoked_at IS NULL)",
+        );
+        Ok(())
+    }
+}
+
+impl QueryId for Consume<'_> {
+    type QueryId = Consume<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Sqlite> for Consume<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.walk(&mut out)
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for Consume<'_> {}
+
+/// PostgreSQL: the consuming `UPDATE` and the successor's `INSERT` as one statement; the row is
+/// inserted only when the update consumed the token.
+struct ConsumeAndInsert<'a> {
+    consume: Consume<'a>,
+    next: &'a RefreshToken,
+}
+
+impl QueryId for ConsumeAndInsert<'_> {
+    type QueryId = ConsumeAndInsert<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for ConsumeAndInsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH consumed AS (");
+        self.consume.walk(&mut out)?;
+        out.push_sql(
+            " RETURNING family_id) INSERT INTO refresh_tokens \
+             (digest, family_id, tenant_id, scope, created_at, idle_expires_at) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(self.next.digest.as_str())?;
+        out.push_sql(", family_id, ");
+        out.push_bind_param::<Text, _>(self.next.tenant_id.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.next.scope.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.next.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.next.idle_expires_at)?;
+        out.push_sql(" FROM consumed");
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for ConsumeAndInsert<'_> {}
 
 pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> Result<(), Error> {
     diesel::update(
@@ -121,7 +218,7 @@ pub fn access_token_username(
         .filter(exists(membership))
         .filter(not(exists(revoked)))
         .select(users::username)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -199,7 +296,7 @@ pub struct Purged {
 ///   lifetime ended longer ago than an access token lives;
 /// - refresh tokens past their idle expiry (used or not: they fail either way);
 /// - revoked access-token ids past the token's expiry; sign-in failures outside the window;
-/// - signing keys retired longer ago than an access token lives.
+/// - signing keys retired longer ago than an access token lives (and the signing-key recheck).
 pub fn purge(
     conn: &mut DbConnection,
     now: i64,
@@ -239,7 +336,10 @@ pub fn purge(
         login_failures::table.filter(login_failures::failed_at.le(now - lockout_window)),
     )
     .execute(conn)?;
-    purged.signing_keys = super::keys::purge(conn, now - access_ttl)?;
+    purged.signing_keys = super::keys::purge(
+        conn,
+        now - access_ttl - crate::keys::SIGNING_KEY_RECHECK_SECS,
+    )?;
     (purged.sessions, purged.authorization_codes) = super::sessions::purge(conn, now)?;
     Ok(purged)
 }

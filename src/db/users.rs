@@ -156,32 +156,38 @@ pub fn password_hash(
     Ok(users::table
         .filter(users::username.eq(username.as_str()))
         .select(users::password_hash)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
 pub fn find(conn: &mut DbConnection, username: &Username) -> Result<Option<User>, Error> {
-    let row = users::table
+    let id = users::table
         .filter(users::username.eq(username.as_str()))
-        .select(UserRow::as_select())
-        .first(conn)
+        .select(users::id)
+        .get_result::<String>(conn)
         .optional()?;
-    match row {
-        Some(row) => Ok(assemble(conn, vec![row])?.pop()),
+    match id {
+        Some(id) => find_by_id(conn, &id),
         None => Ok(None),
     }
 }
 
+/// A membership as loaded: tenant id, tenant name, role.
+type MembershipColumns = (String, String, String);
+
+/// The user with its memberships in one statement (every grant needs both): one row per
+/// membership, or a single row without one.
 pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Error> {
-    let row = users::table
-        .find(id)
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?;
-    match row {
-        Some(row) => Ok(assemble(conn, vec![row])?.pop()),
-        None => Ok(None),
-    }
+    let rows = users::table
+        .left_join(memberships::table.inner_join(tenants::table))
+        .filter(users::id.eq(id))
+        .order((memberships::created_at, memberships::tenant_id))
+        .select((
+            UserRow::as_select(),
+            (memberships::tenant_id, tenants::name, memberships::role).nullable(),
+        ))
+        .load::<(UserRow, Option<MembershipColumns>)>(conn)?;
+    one_user(rows)
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, Error> {
@@ -208,29 +214,53 @@ fn assemble(conn: &mut DbConnection, rows: Vec<UserRow>) -> Result<Vec<User>, Er
         .load(conn)?;
     let mut by_user: HashMap<String, Vec<Membership>> = HashMap::new();
     for (user_id, tenant_id, name, role) in found {
-        let role = role
-            .parse()
-            .map_err(|_| Error::Internal(format!("stored role {role:?} is unknown")))?;
-        by_user.entry(user_id).or_default().push(Membership {
-            id: TenantId::from_db(tenant_id),
-            name,
-            role,
-        });
+        by_user
+            .entry(user_id)
+            .or_default()
+            .push(membership(tenant_id, name, role)?);
     }
     Ok(rows
         .into_iter()
-        .map(|row| User {
-            tenants: default_first(
-                by_user.remove(&row.id).unwrap_or_default(),
-                row.default_tenant_id.as_deref(),
-            ),
-            id: row.id,
-            username: Username::from_db(row.username),
-            disabled: row.disabled,
-            default_tenant: row.default_tenant_id.map(TenantId::from_db),
-            created_at: row.created_at,
+        .map(|row| {
+            let tenants = by_user.remove(&row.id).unwrap_or_default();
+            user(row, tenants)
         })
         .collect())
+}
+
+fn one_user(rows: Vec<(UserRow, Option<MembershipColumns>)>) -> Result<Option<User>, Error> {
+    let mut rows = rows.into_iter();
+    let Some((row, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let tenants = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, m)| m))
+        .map(|(tenant_id, name, role)| membership(tenant_id, name, role))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(user(row, tenants)))
+}
+
+fn membership(tenant_id: String, name: String, role: String) -> Result<Membership, Error> {
+    let role = role
+        .parse()
+        .map_err(|_| Error::Internal(format!("stored role {role:?} is unknown")))?;
+    Ok(Membership {
+        id: TenantId::from_db(tenant_id),
+        name,
+        role,
+    })
+}
+
+fn user(row: UserRow, tenants: Vec<Membership>) -> User {
+    User {
+        tenants: default_first(tenants, row.default_tenant_id.as_deref()),
+        id: row.id,
+        username: Username::from_db(row.username),
+        disabled: row.disabled,
+        default_tenant: row.default_tenant_id.map(TenantId::from_db),
+        created_at: row.created_at,
+    }
 }
 
 /// The default tenant leads the list; the others follow in the order they were joined.

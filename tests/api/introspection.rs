@@ -517,6 +517,9 @@ async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
     let new_kid = rotated["kid"].as_str().expect("kid").to_owned();
     assert_ne!(new_kid, old_kid);
 
+    // Instances recheck the current key every second: wait that out, then every new token
+    // carries the new kid.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let after = w.sign_in(&[]).await;
     assert_eq!(
         jsonwebtoken::decode_header(after.access_token())
