@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -266,18 +268,75 @@ pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
 /// public client must present none. Comparison is constant-time on the digest.
 pub fn authenticate(
     conn: &mut DbConnection,
+    known: &KnownClients,
     client_id: &str,
     secret: Option<&str>,
 ) -> Result<Option<Client>, Error> {
-    let Some((client, digest)) = db::clients::find(conn, client_id)? else {
+    let Some(found) = known.find(conn, client_id)? else {
         return Ok(None);
     };
-    let ok = match (client.public, secret, digest) {
+    let ok = match (found.client.public, secret, &found.digest) {
         (true, None, _) => true,
-        (false, Some(secret), Some(digest)) => secrets::matches_digest(secret, &digest),
+        (false, Some(secret), Some(digest)) => secrets::matches_digest(secret, digest),
         _ => false,
     };
-    Ok(ok.then_some(client))
+    Ok(ok.then(|| found.client.clone()))
+}
+
+/// How long an instance trusts a client row it has read: a deleted client, or a changed
+/// secret, takes effect on every running instance within this time.
+const CLIENT_RECHECK: Duration = Duration::from_secs(1);
+/// Clients remembered per instance; unknown ids are never remembered.
+const KNOWN_CLIENTS_CAPACITY: usize = 1024;
+
+/// The clients this instance authenticated lately. Every call to the token, introspection and
+/// revocation endpoints authenticates its client; on PostgreSQL reading the row each time was
+/// a network round trip per request.
+pub struct KnownClients {
+    cache: quick_cache::sync::Cache<String, Arc<KnownClient>>,
+}
+
+struct KnownClient {
+    client: Client,
+    digest: Option<String>,
+    read_at: Instant,
+}
+
+impl Default for KnownClients {
+    fn default() -> Self {
+        Self {
+            cache: quick_cache::sync::Cache::new(KNOWN_CLIENTS_CAPACITY),
+        }
+    }
+}
+
+impl KnownClients {
+    fn find(
+        &self,
+        conn: &mut DbConnection,
+        client_id: &str,
+    ) -> Result<Option<Arc<KnownClient>>, Error> {
+        if let Some(known) = self.cache.get(client_id) {
+            if known.read_at.elapsed() < CLIENT_RECHECK {
+                return Ok(Some(known));
+            }
+        }
+        match db::clients::find(conn, client_id)? {
+            Some((client, digest)) => {
+                let known = Arc::new(KnownClient {
+                    client,
+                    digest,
+                    read_at: Instant::now(),
+                });
+                self.cache.insert(client_id.to_owned(), known.clone());
+                Ok(Some(known))
+            }
+            None => {
+                self.cache.remove(client_id);
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl Client {

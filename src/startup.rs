@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
 
+use crate::clients::KnownClients;
 use crate::clock;
 use crate::config::Config;
 use crate::db::Db;
@@ -25,6 +26,7 @@ use crate::vms;
 pub struct AppState {
     pub db: Db,
     pub tokens: TokenService,
+    pub clients: KnownClients,
     pub max_body_bytes: usize,
     pub metadata: MetadataCache,
 }
@@ -74,6 +76,7 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             tokens,
+            clients: KnownClients::default(),
             max_body_bytes: config.max_body_bytes,
             metadata: MetadataCache::default(),
         });

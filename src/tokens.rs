@@ -86,6 +86,7 @@ pub struct TokenService {
     pub audience: String,
     pub settings: TokenSettings,
     pub keys: KeyRing,
+    verified: access::VerifiedTokens,
 }
 
 fn invalid_refresh() -> OAuthError {
@@ -107,6 +108,7 @@ impl TokenService {
             audience,
             settings,
             keys,
+            verified: access::VerifiedTokens::default(),
         })
     }
 
@@ -678,7 +680,8 @@ impl TokenService {
         now: i64,
     ) -> Result<Option<(AccessClaims, Option<String>)>, Error> {
         let Some(claims) =
-            access::verify_with(&self.keys, conn, token, &self.issuer, &self.audience, now)?
+            self.verified
+                .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)?
         else {
             return Ok(None);
         };
@@ -840,7 +843,8 @@ impl TokenService {
             return Ok(());
         }
         if let Some(claims) =
-            access::verify_with(&self.keys, conn, token, &self.issuer, &self.audience, now)?
+            self.verified
+                .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)?
         {
             if claims.client_id == client.client_id {
                 db::tokens::revoke_access_token(conn, &claims.jti, claims.exp)?;
@@ -980,6 +984,25 @@ mod tests {
         assert_eq!(pair.expires_in, 600);
         assert!(f.active(&pair.access_token, T0 + 599));
         assert!(!f.active(&pair.access_token, T0 + 600));
+    }
+
+    #[test]
+    fn remembered_verifications_still_check_bytes_expiry_and_revocation() {
+        let f = fixture(TokenSettings::default());
+        let jwt = f.password("pw", T0).expect("grant").access_token;
+        assert!(f.active(&jwt, T0 + 1));
+        assert!(f.active(&jwt, T0 + 2), "answered again from the cache");
+        // Another signature over the same header and claims is not the remembered token.
+        let (signed, signature) = jwt.rsplit_once('.').expect("three parts");
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+        assert!(!f.active(&forged, T0 + 2));
+        // Revocation is a liveness question, never answered from the cache.
+        let mut conn = f.db.conn().expect("conn");
+        f.service
+            .revoke(&mut conn, &f.client, &jwt, T0 + 3)
+            .expect("revoke");
+        assert!(!f.active(&jwt, T0 + 4));
     }
 
     #[test]

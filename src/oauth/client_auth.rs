@@ -8,7 +8,7 @@ use base64::Engine;
 
 use super::error::OAuthError;
 use super::form::Form;
-use crate::clients::{self, Client};
+use crate::clients::{self, Client, KnownClients};
 use crate::db::DbConnection;
 
 /// The credentials a request presented, before they are checked.
@@ -76,12 +76,18 @@ fn parse_basic(value: &str) -> Result<Presented, OAuthError> {
 /// client with none.
 pub fn authenticate(
     conn: &mut DbConnection,
+    known: &KnownClients,
     presented: Option<Presented>,
 ) -> Result<Client, OAuthError> {
     let presented = presented
         .ok_or_else(|| OAuthError::InvalidClient("client authentication is required".into()))?;
-    clients::authenticate(conn, &presented.client_id, presented.secret.as_deref())?
-        .ok_or_else(|| OAuthError::InvalidClient("client authentication failed".into()))
+    clients::authenticate(
+        conn,
+        known,
+        &presented.client_id,
+        presented.secret.as_deref(),
+    )?
+    .ok_or_else(|| OAuthError::InvalidClient("client authentication failed".into()))
 }
 
 #[cfg(test)]

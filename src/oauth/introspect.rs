@@ -15,7 +15,7 @@ pub async fn introspect(
     let presented = client_auth::presented(&req, &form)?;
     let answer = web::block(move || {
         let mut conn = state.db.conn()?;
-        let client = client_auth::authenticate(&mut conn, presented)?;
+        let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
         if client.public {
             // RFC 7662 §2.1: the caller must be authorized; a public client proves nothing.
             return Err(OAuthError::InvalidClient(

@@ -15,7 +15,7 @@ pub async fn revoke(
     let presented = client_auth::presented(&req, &form)?;
     web::block(move || {
         let mut conn = state.db.conn()?;
-        let client = client_auth::authenticate(&mut conn, presented)?;
+        let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
         let token = form.require("token")?;
         state.tokens.revoke(&mut conn, &client, token, clock::now())
     })

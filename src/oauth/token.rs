@@ -18,7 +18,7 @@ pub async fn token(
     let response = web::block(move || {
         let mut conn = state.db.conn()?;
         // The client first: an unauthenticated caller learns nothing about the request.
-        let client = client_auth::authenticate(&mut conn, presented)?;
+        let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
         let request = grant_request(&form)?;
         state
             .tokens

@@ -298,6 +298,36 @@ async fn failed_client_authentication_is_invalid_client(backend: Backend) {
         .assert_400("invalid_request");
 }
 
+/// Instances remember a client's row for a second: a deleted client stops authenticating
+/// on a running server within that time.
+async fn deleted_clients_stop_authenticating_within_a_second(backend: Backend) {
+    let w = World::new(backend, &no_settings).await;
+    let jwt = w.sign_in(&[]).await.access_token();
+    assert!(
+        w.active(&jwt).await,
+        "the client authenticates (and is remembered)"
+    );
+    let deleted = w.cli(&["--json", "client", "delete", &w.client.id]).await;
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (path, fields) in [
+        ("/oauth/introspect", vec![("token", jwt.as_str())]),
+        (
+            "/oauth/token",
+            vec![
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", ALICE_PASSWORD),
+            ],
+        ),
+    ] {
+        w.app
+            .post_form(path, w.client.auth(), &fields)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+}
+
 async fn grants_the_client_was_not_given_are_unauthorized_client(backend: Backend) {
     let w = World::new(backend, &no_settings).await;
     let refresh_only = w
@@ -922,6 +952,7 @@ async fn lockout_ends_after_the_window(backend: Backend) {
 }
 
 backend_tests!(
+    deleted_clients_stop_authenticating_within_a_second,
     failed_sign_ins_all_look_alike,
     lockout_after_threshold_failures,
     a_successful_sign_in_clears_the_failures,
