@@ -1,11 +1,14 @@
 //! User passwords: argon2id with OWASP's recommended parameters (m = 19 MiB, t = 2, p = 1).
 //!
-//! Each argon2id computation needs 19 MiB of working memory. Allocated per call, that memory
-//! ended up in glibc's per-thread arenas and stayed there: a benchmark of concurrent sign-ins
-//! grew the server to 1.2 GB. So computations borrow one of a fixed set of buffers, one per
-//! core the process may run on (more at once would not run faster), and queue for them.
-
+//! Each argon2id computation needs 19 MiB of working memory. Allocated the ordinary way, that
+//! memory ended up in glibc's per-thread arenas and stayed there: a benchmark of concurrent
+//! sign-ins grew the server to 1.2 GB. So computations borrow one of at most one buffer per core
+//! the process may run on (more at once would not run faster; the others queue). Mapping fresh
+//! memory for every computation instead cost a third of the sign-in rate in page faults, so
+//! buffers are kept while sign-ins keep coming and given back to the system once they stop
+//! (`release_idle`).
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -23,43 +26,80 @@ fn owasp() -> Params {
     Params::new(19 * 1024, 2, 1, Some(OUTPUT_BYTES)).expect("OWASP argon2 parameters are valid")
 }
 
+/// glibc serves an allocation above its largest dynamic mmap threshold (32 MiB on 64-bit
+/// systems) with a mapping of its own and unmaps it on free; a smaller one may come out of an
+/// arena and stay resident after it is freed. A buffer's capacity is therefore just above that:
+/// only the pages argon2 touches (19 MiB) become resident, and dropping it returns them.
+const RETURNED_ON_FREE_BYTES: usize = 33 * 1024 * 1024;
+
 struct Buffers {
-    free: Mutex<Vec<Vec<Block>>>,
+    state: Mutex<Pool>,
     returned: Condvar,
+}
+
+struct Pool {
+    /// Buffers not in use (empty ones are allocated on first use).
+    free: Vec<Vec<Block>>,
+    last_used: Instant,
 }
 
 static BUFFERS: OnceLock<Buffers> = OnceLock::new();
 
-/// Runs `work` with a working memory of `blocks` argon2 blocks, reusing a pooled buffer.
-fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
-    let pool = BUFFERS.get_or_init(|| {
+fn buffers() -> &'static Buffers {
+    BUFFERS.get_or_init(|| {
         // available_parallelism respects CPU affinity: a server pinned to one core gets one.
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Buffers {
-            free: Mutex::new((0..cores).map(|_| Vec::new()).collect()),
+            state: Mutex::new(Pool {
+                free: (0..cores).map(|_| Vec::new()).collect(),
+                last_used: Instant::now(),
+            }),
             returned: Condvar::new(),
         }
-    });
+    })
+}
+
+/// Runs `work` with a working memory of `blocks` argon2 blocks, reusing a pooled buffer.
+fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+    let pool = buffers();
     let mut buffer = {
-        let mut free = pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(buffer) = free.pop() {
+            if let Some(buffer) = state.free.pop() {
                 break buffer;
             }
-            free = pool.returned.wait(free).unwrap_or_else(|p| p.into_inner());
+            state = pool.returned.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     };
-    // Allocated once per buffer (or when a stored hash uses other parameters).
+    if buffer.capacity() < blocks {
+        let capacity = blocks.max(RETURNED_ON_FREE_BYTES / std::mem::size_of::<Block>());
+        buffer = Vec::with_capacity(capacity);
+    }
     buffer.resize(blocks, Block::default());
     let result = work(&mut buffer);
-    pool.free
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(buffer);
+    let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+    state.free.push(buffer);
+    state.last_used = Instant::now();
+    drop(state);
     pool.returned.notify_one();
     result
+}
+
+/// Gives the buffers' memory back to the system when no password was hashed for `idle`.
+/// True when it did.
+pub fn release_idle(idle: Duration) -> bool {
+    let Some(pool) = BUFFERS.get() else {
+        return false;
+    };
+    let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+    let holding = state.free.iter().any(|b| b.capacity() > 0);
+    if !holding || state.last_used.elapsed() < idle {
+        return false;
+    }
+    for buffer in &mut state.free {
+        *buffer = Vec::new();
+    }
+    true
 }
 
 pub fn validate(password: &str) -> Result<(), Error> {
@@ -136,6 +176,19 @@ pub fn verify_dummy(password: &str) {
 mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+
+    #[test]
+    fn released_memory_is_allocated_again_when_needed() {
+        let stored = hash("first passphrase").expect("hash");
+        assert!(
+            !release_idle(Duration::from_secs(3600)),
+            "a buffer used just now is kept"
+        );
+        // Whether or not another test is hashing right now, releasing never breaks hashing.
+        release_idle(Duration::ZERO);
+        assert!(verify("first passphrase", &stored));
+        assert!(!verify("another passphrase", &stored));
+    }
 
     #[test]
     fn hashes_are_argon2id_with_owasp_parameters_and_verify() {

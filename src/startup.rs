@@ -81,6 +81,8 @@ impl Application {
             metadata: MetadataCache::default(),
         });
         spawn_purge(state.clone().into_inner());
+        spawn_checkpoints(state.db.clone());
+        spawn_password_memory_release();
         let limit = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -143,6 +145,10 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .shutdown_timeout(10)
+        // Blocking work is database work (at most one task per pooled connection runs) and
+        // argon2 (at most one per core). Tokio's default of hundreds of threads only added
+        // idle threads with their own stacks and malloc arenas under load.
+        .worker_max_blocking_threads(blocking_threads(config.db_pool_size))
         .listen(listener)
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.listen)))?
         .run();
@@ -168,6 +174,50 @@ impl Application {
 }
 
 /// Deletes expired and revoked rows now and then, so that the tables do not grow without bound.
+fn blocking_threads(db_pool_size: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    db_pool_size as usize + cores
+}
+
+/// argon2's working memory (19 MiB per core) goes back to the system after this long without
+/// a sign-in.
+const PASSWORD_MEMORY_IDLE: Duration = Duration::from_secs(10);
+
+fn spawn_password_memory_release() {
+    tokio::spawn(async {
+        let mut interval = tokio::time::interval(PASSWORD_MEMORY_IDLE / 2);
+        loop {
+            interval.tick().await;
+            if crate::passwords::release_idle(PASSWORD_MEMORY_IDLE) {
+                tracing::debug!("released the idle password-hashing memory");
+            }
+        }
+    });
+}
+
+/// SQLite: how often `serve` checkpoints the write-ahead log (see `Db::checkpoint`). Under a
+/// sustained write load the log holds about this much work, a few MB.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+fn spawn_checkpoints(db: Db) {
+    if db.url().backend_name() != "sqlite" {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let db = db.clone();
+            match tokio::task::spawn_blocking(move || db.checkpoint()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "checkpoint failed"),
+                Err(error) => tracing::warn!(%error, "checkpoint task failed"),
+            }
+        }
+    });
+}
+
 fn spawn_purge(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(PURGE_INTERVAL);

@@ -12,7 +12,7 @@ use diesel::sqlite::Sqlite;
 use super::schema::{
     login_failures, memberships, refresh_tokens, revoked_access_tokens, token_families, users,
 };
-use super::{is_unique_violation, DbConnection};
+use super::{is_unique_violation, on_backend, DbConnection};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -47,9 +47,8 @@ pub fn insert_family(conn: &mut DbConnection, family: &Family) -> Result<(), Err
 }
 
 pub fn insert_refresh(conn: &mut DbConnection, token: &RefreshToken) -> Result<(), Error> {
-    diesel::insert_into(refresh_tokens::table)
-        .values(token)
-        .execute(conn)?;
+    let insert = diesel::insert_into(refresh_tokens::table).values(token);
+    on_backend!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 
@@ -58,12 +57,12 @@ pub fn find_refresh(
     conn: &mut DbConnection,
     digest: &str,
 ) -> Result<Option<(RefreshToken, Family)>, Error> {
-    Ok(refresh_tokens::table
+    Ok(on_backend!(conn, |c| refresh_tokens::table
         .inner_join(token_families::table)
         .filter(refresh_tokens::digest.eq(digest))
         .select((RefreshToken::as_select(), Family::as_select()))
-        .get_result(conn)
-        .optional()?)
+        .get_result(c)
+        .optional())?)
 }
 
 pub fn used_at(conn: &mut DbConnection, digest: &str) -> Result<Option<i64>, Error> {
@@ -209,7 +208,7 @@ pub fn access_token_username(
         .filter(memberships::user_id.eq(user_id))
         .filter(memberships::tenant_id.eq(tenant_id));
     let revoked = revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti));
-    Ok(token_families::table
+    let query = token_families::table
         .inner_join(users::table)
         .filter(token_families::id.eq(family_id))
         .filter(token_families::revoked_at.is_null())
@@ -217,9 +216,8 @@ pub fn access_token_username(
         .filter(users::disabled.eq(false))
         .filter(exists(membership))
         .filter(not(exists(revoked)))
-        .select(users::username)
-        .get_result(conn)
-        .optional()?)
+        .select(users::username);
+    Ok(on_backend!(conn, |c| query.get_result(c).optional())?)
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, Error> {

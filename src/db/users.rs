@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 
 use super::schema::{memberships, tenants, users};
-use super::{is_unique_violation, DbConnection};
+use super::{is_unique_violation, on_backend, DbConnection};
 use crate::error::Error;
 use crate::tenants::TenantId;
 use crate::users::{Membership, Role, User, Username};
@@ -178,7 +178,7 @@ type MembershipColumns = (String, String, String);
 /// The user with its memberships in one statement (every grant needs both): one row per
 /// membership, or a single row without one.
 pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Error> {
-    let rows = users::table
+    let rows = on_backend!(conn, |c| users::table
         .left_join(memberships::table.inner_join(tenants::table))
         .filter(users::id.eq(id))
         .order((memberships::created_at, memberships::tenant_id))
@@ -186,7 +186,7 @@ pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Err
             UserRow::as_select(),
             (memberships::tenant_id, tenants::name, memberships::role).nullable(),
         ))
-        .load::<(UserRow, Option<MembershipColumns>)>(conn)?;
+        .load::<(UserRow, Option<MembershipColumns>)>(c))?;
     one_user(rows)
 }
 

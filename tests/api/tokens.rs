@@ -841,6 +841,25 @@ async fn two_instances_share_token_state_on_postgres() {
 // ---------------------------------------------------------------------------------------------
 // Password grant safety and lockout.
 
+/// SQLite's own checkpoints ran inside commits while every other writer waited; `serve`
+/// checkpoints in the background instead, and the log must still restart rather than grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_log_is_checkpointed_in_the_background() {
+    let w = World::new(Backend::Sqlite, &no_settings).await;
+    let wal = format!("{}-wal", w.app.db_url);
+    let mut token = w.sign_in(&[]).await.refresh_token();
+    // Each rotation appends a few 4 KiB pages: 600 of them make ~8 MiB of log if nothing
+    // checkpoints.
+    for _ in 0..600 {
+        token = w.refresh(&token, &[]).await.ok().refresh_token();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first write after a complete checkpoint starts the log over from its beginning.
+    w.refresh(&token, &[]).await.ok();
+    let size = std::fs::metadata(&wal).expect("the -wal file").len();
+    assert!(size < 2 * 1024 * 1024, "the log grew to {size} bytes");
+}
+
 async fn failed_sign_ins_all_look_alike(backend: Backend) {
     let w = World::new(backend, &|cfg| cfg.tokens.lockout_threshold = 1000).await;
     w.app
