@@ -85,6 +85,16 @@ def shared_run(scenario, base, seconds, env):
     return out.strip().splitlines()[-1]
 
 
+def reset_peak_rss(pid):
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS, so that each scenario
+    reports its own peak."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_kb(pid):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -278,6 +288,10 @@ def run_keyframe(binary, backend, scenarios, seconds, postgres_url, preload, soa
                 write(files, "refresh.txt", [p["refresh_token"] for p in pairs])
                 write(files, "access.txt", [pairs[0]["access_token"]])
                 env.update(TOKENS_FILE=os.path.join(files, "refresh.txt"), ACCESS_TOKEN_FILE=os.path.join(files, "access.txt"))
+            # Setup (minting tokens, codes) is done above and below before the load starts;
+            # the peak is reset here and read when the scenario ends.
+            if scenario not in ("authorization_code", "vms_refresh"):
+                reset_peak_rss(kf.process.pid)
             if scenario in SHARED_SCENARIOS:
                 line = shared_run(scenario, kf.base, seconds, env)
             elif scenario == "authorization_code":
@@ -285,6 +299,7 @@ def run_keyframe(binary, backend, scenarios, seconds, postgres_url, preload, soa
                 log(f"{backend}: minting {count} authorization codes through the browser flow")
                 write(files, "codes.txt", kf.codes(count))
                 env.update(CODES_FILE=os.path.join(files, "codes.txt"), BENCH_THREADS="2")
+                reset_peak_rss(kf.process.pid)
                 line = wrk("code.lua", kf.base, seconds, env, 2)
             elif scenario == "password":
                 line = wrk("password.lua", kf.base, seconds, env, 2)
@@ -293,13 +308,15 @@ def run_keyframe(binary, backend, scenarios, seconds, postgres_url, preload, soa
             elif scenario == "vms_refresh":
                 write(files, "vms.txt", kf.vms_logins(CONNECTIONS))
                 env.update(VMS_TOKENS_FILE=os.path.join(files, "vms.txt"))
+                reset_peak_rss(kf.process.pid)
                 line = wrk("vms_refresh.lua", kf.base, seconds, env, CONNECTIONS)
             else:
                 raise SystemExit(f"unknown scenario {scenario}")
             result = parse_result(f"scenario={scenario} {line}" if not line.startswith("scenario=") else line)
+            result["peak_rss_kb"] = peak_rss_kb(kf.process.pid)
             results[scenario] = result
             log(f"{backend:8} {scenario:18} {result['rps']:>9.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-                f"p99 {result['p99_ms']:7.2f} ms  errors {result['errors']}")
+                f"p99 {result['p99_ms']:7.2f} ms  errors {result['errors']}  peak RSS {result['peak_rss_kb'] / 1024:.1f} MB")
         if soak:
             results["soak"] = soak_run(kf, env, files, soak)
     finally:
@@ -386,8 +403,8 @@ def report(keyframe, peer, seconds, path_md, path_svg):
         "",
         "Run-to-run noise on this shared machine is 15-30%: compare ratios within one run.",
         "",
-        "| backend | scenario | req/s | p50 ms | p99 ms | errors | vs peer |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| backend | scenario | req/s | p50 ms | p99 ms | errors | vs peer | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for backend, (results, _) in keyframe.items():
         for scenario, r in results.items():
@@ -396,10 +413,11 @@ def report(keyframe, peer, seconds, path_md, path_svg):
             ratio = ""
             if peer and scenario in peer[0] and peer[0][scenario]["rps"]:
                 ratio = f"{r['rps'] / peer[0][scenario]['rps']:.2f}x"
-            lines.append(f"| {backend} | {scenario} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {ratio} |")
+            rss = f"{r['peak_rss_kb'] / 1024:.1f} MB" if r.get("peak_rss_kb") else ""
+            lines.append(f"| {backend} | {scenario} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {ratio} | {rss} |")
     if peer:
         for scenario, r in peer[0].items():
-            lines.append(f"| peer | {scenario} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | |")
+            lines.append(f"| peer | {scenario} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | | |")
     lines += ["", "| server | peak RSS (VmHWM) |", "|---|---:|"]
     for backend, (_, rss) in keyframe.items():
         lines.append(f"| keyframe ({backend}) | {rss / 1024:.1f} MB |")

@@ -411,7 +411,7 @@ impl TokenService {
             return Err(invalid_refresh());
         }
         let digest = secrets::digest(presented);
-        let Some((token, family)) = db::tokens::find_refresh(conn, &digest)? else {
+        let Some((token, family, user)) = db::tokens::find_refresh_with_user(conn, &digest)? else {
             return Err(invalid_refresh());
         };
         // RFC 6749 §6: bound to its client. Another client learns nothing and changes nothing.
@@ -427,7 +427,6 @@ impl TokenService {
         if family.expires_at <= now || token.idle_expires_at <= now {
             return Err(invalid_refresh());
         }
-        let user = db::users::find_by_id(conn, &family.user_id)?.ok_or_else(invalid_refresh)?;
         if user.disabled {
             return Err(invalid_refresh());
         }

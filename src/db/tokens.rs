@@ -10,10 +10,13 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
 
 use super::schema::{
-    login_failures, memberships, refresh_tokens, revoked_access_tokens, token_families, users,
+    login_failures, memberships, refresh_tokens, revoked_access_tokens, tenants, token_families,
+    users,
 };
+use super::users::{one_user, MembershipColumns, UserRow};
 use super::{is_unique_violation, on_backend, DbConnection};
 use crate::error::Error;
+use crate::users::User;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = token_families)]
@@ -63,6 +66,34 @@ pub fn find_refresh(
         .select((RefreshToken::as_select(), Family::as_select()))
         .get_result(c)
         .optional())?)
+}
+
+/// A refresh token with its family and its user (with memberships), in one statement: a
+/// refresh needs all three, and on PostgreSQL each statement is a round trip.
+pub fn find_refresh_with_user(
+    conn: &mut DbConnection,
+    digest: &str,
+) -> Result<Option<(RefreshToken, Family, User)>, Error> {
+    let rows = on_backend!(conn, |c| refresh_tokens::table
+        .inner_join(
+            token_families::table
+                .inner_join(users::table.left_join(memberships::table.inner_join(tenants::table)),)
+        )
+        .filter(refresh_tokens::digest.eq(digest))
+        .order((memberships::created_at, memberships::tenant_id))
+        .select((
+            RefreshToken::as_select(),
+            Family::as_select(),
+            UserRow::as_select(),
+            (memberships::tenant_id, tenants::name, memberships::role).nullable(),
+        ))
+        .load::<(RefreshToken, Family, UserRow, Option<MembershipColumns>)>(c))?;
+    let Some((token, family, _, _)) = rows.first() else {
+        return Ok(None);
+    };
+    let (token, family) = (token.clone(), family.clone());
+    let user = one_user(rows.into_iter().map(|(_, _, u, m)| (u, m)).collect())?;
+    Ok(user.map(|user| (token, family, user)))
 }
 
 pub fn used_at(conn: &mut DbConnection, digest: &str) -> Result<Option<i64>, Error> {

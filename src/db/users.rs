@@ -10,7 +10,7 @@ use crate::users::{Membership, Role, User, Username};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = users)]
-struct UserRow {
+pub(super) struct UserRow {
     id: String,
     username: String,
     disabled: bool,
@@ -173,7 +173,7 @@ pub fn find(conn: &mut DbConnection, username: &Username) -> Result<Option<User>
 }
 
 /// A membership as loaded: tenant id, tenant name, role.
-type MembershipColumns = (String, String, String);
+pub(super) type MembershipColumns = (String, String, String);
 
 /// The user with its memberships in one statement (every grant needs both): one row per
 /// membership, or a single row without one.
@@ -228,7 +228,9 @@ fn assemble(conn: &mut DbConnection, rows: Vec<UserRow>) -> Result<Vec<User>, Er
         .collect())
 }
 
-fn one_user(rows: Vec<(UserRow, Option<MembershipColumns>)>) -> Result<Option<User>, Error> {
+pub(super) fn one_user(
+    rows: Vec<(UserRow, Option<MembershipColumns>)>,
+) -> Result<Option<User>, Error> {
     let mut rows = rows.into_iter();
     let Some((row, first)) = rows.next() else {
         return Ok(None);
