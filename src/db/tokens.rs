@@ -13,7 +13,7 @@ use super::schema::{
     login_failures, memberships, refresh_tokens, revoked_access_tokens, tenants, token_families,
     users,
 };
-use super::users::{one_user, MembershipColumns, UserRow};
+use super::users::{membership_columns, one_user, UserRow};
 use super::{is_unique_violation, on_backend, DbConnection};
 use crate::error::Error;
 use crate::users::User;
@@ -74,25 +74,38 @@ pub fn find_refresh_with_user(
     conn: &mut DbConnection,
     digest: &str,
 ) -> Result<Option<(RefreshToken, Family, User)>, Error> {
+    type Row = (
+        RefreshToken,
+        Family,
+        UserRow,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let rows = on_backend!(conn, |c| refresh_tokens::table
-        .inner_join(
-            token_families::table
-                .inner_join(users::table.left_join(memberships::table.inner_join(tenants::table)),)
-        )
+        .inner_join(token_families::table.inner_join(users::table))
+        .left_join(memberships::table.on(memberships::user_id.eq(users::id)))
+        .left_join(tenants::table.on(tenants::id.eq(memberships::tenant_id)))
         .filter(refresh_tokens::digest.eq(digest))
         .order((memberships::created_at, memberships::tenant_id))
         .select((
             RefreshToken::as_select(),
             Family::as_select(),
             UserRow::as_select(),
-            (memberships::tenant_id, tenants::name, memberships::role).nullable(),
+            memberships::tenant_id.nullable(),
+            tenants::name.nullable(),
+            memberships::role.nullable(),
         ))
-        .load::<(RefreshToken, Family, UserRow, Option<MembershipColumns>)>(c))?;
-    let Some((token, family, _, _)) = rows.first() else {
+        .load::<Row>(c))?;
+    let Some((token, family, ..)) = rows.first() else {
         return Ok(None);
     };
     let (token, family) = (token.clone(), family.clone());
-    let user = one_user(rows.into_iter().map(|(_, _, u, m)| (u, m)).collect())?;
+    let user = one_user(
+        rows.into_iter()
+            .map(|(_, _, user, t, n, r)| (user, membership_columns(t, n, r)))
+            .collect(),
+    )?;
     Ok(user.map(|user| (token, family, user)))
 }
 

@@ -175,19 +175,37 @@ pub fn find(conn: &mut DbConnection, username: &Username) -> Result<Option<User>
 /// A membership as loaded: tenant id, tenant name, role.
 pub(super) type MembershipColumns = (String, String, String);
 
+/// The membership columns of a flat `LEFT JOIN` row: all present, or none (a user without
+/// memberships). The joins are flat because SQLite materialised a nested
+/// `LEFT JOIN (memberships JOIN tenants)` by scanning every membership.
+pub(super) fn membership_columns(
+    tenant_id: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+) -> Option<MembershipColumns> {
+    Some((tenant_id?, name?, role?))
+}
+
 /// The user with its memberships in one statement (every grant needs both): one row per
 /// membership, or a single row without one.
 pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Error> {
     let rows = on_backend!(conn, |c| users::table
-        .left_join(memberships::table.inner_join(tenants::table))
+        .left_join(memberships::table.on(memberships::user_id.eq(users::id)))
+        .left_join(tenants::table.on(tenants::id.eq(memberships::tenant_id)))
         .filter(users::id.eq(id))
         .order((memberships::created_at, memberships::tenant_id))
         .select((
             UserRow::as_select(),
-            (memberships::tenant_id, tenants::name, memberships::role).nullable(),
+            memberships::tenant_id.nullable(),
+            tenants::name.nullable(),
+            memberships::role.nullable(),
         ))
-        .load::<(UserRow, Option<MembershipColumns>)>(c))?;
-    one_user(rows)
+        .load::<(UserRow, Option<String>, Option<String>, Option<String>)>(c))?;
+    one_user(
+        rows.into_iter()
+            .map(|(user, t, n, r)| (user, membership_columns(t, n, r)))
+            .collect(),
+    )
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, Error> {
