@@ -985,6 +985,79 @@ mod tests {
         assert!(!f.active(&pair.access_token, T0 + 600));
     }
 
+    /// Issue 8 asks for index searches only on the hot paths. Every statement a refresh and
+    /// two introspections run is captured as executed and planned by SQLite itself.
+    #[test]
+    fn hot_statements_search_indexes_and_never_scan_a_table() {
+        use diesel::connection::{Connection, InstrumentationEvent};
+        use diesel::RunQueryDsl;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(diesel::QueryableByName)]
+        struct PlanStep {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+
+        let f = fixture(TokenSettings::default());
+        let first = f.password("pw", T0).expect("grant");
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut conn = f.db.conn().expect("conn");
+        let sink = seen.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event {
+                sink.lock().expect("lock").push(query.to_string());
+            }
+        });
+        let request = GrantRequest::Refresh {
+            refresh_token: refresh_token(&first),
+            scope: None,
+            tenant: None,
+        };
+        let next = f
+            .service
+            .grant(&mut conn, &f.client, request, T0 + 1)
+            .expect("refresh");
+        for token in [next.access_token.clone(), refresh_token(&next)] {
+            let answer = f
+                .service
+                .introspect(&mut conn, &f.client, &token, T0 + 2)
+                .expect("introspect");
+            assert_eq!(answer["active"], true);
+        }
+        conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
+
+        let statements = seen.lock().expect("lock").clone();
+        let crate::db::DbConnection::Sqlite(sqlite) = &mut *conn else {
+            unreachable!("the fixture is SQLite");
+        };
+        let mut planned = 0;
+        for statement in &statements {
+            let sql = statement.split(" -- binds:").next().unwrap_or_default();
+            let verb = sql.split_whitespace().next().unwrap_or_default();
+            if !["SELECT", "UPDATE", "INSERT", "DELETE", "WITH"].contains(&verb) {
+                continue;
+            }
+            let plan: Vec<PlanStep> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load(sqlite)
+                .expect("plan");
+            for step in &plan {
+                assert!(
+                    !step.detail.starts_with("SCAN "),
+                    "{sql}\n  {}",
+                    step.detail
+                );
+            }
+            planned += 1;
+        }
+        // The joined refresh read, the rotation's UPDATE and INSERT, the access token's
+        // liveness and the refresh token's lookup at least.
+        assert!(
+            planned >= 5,
+            "only {planned} statements planned: {statements:#?}"
+        );
+    }
+
     #[test]
     fn remembered_verifications_still_check_bytes_expiry_and_revocation() {
         let f = fixture(TokenSettings::default());
