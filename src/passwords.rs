@@ -46,60 +46,76 @@ struct Pool {
 static BUFFERS: OnceLock<Buffers> = OnceLock::new();
 
 fn buffers() -> &'static Buffers {
-    BUFFERS.get_or_init(|| {
-        // available_parallelism respects CPU affinity: a server pinned to one core gets one.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Buffers {
+    BUFFERS.get_or_init(|| Buffers::new(crate::config::usable_cores()))
+}
+
+/// Runs `work` with a working memory of `blocks` argon2 blocks, reusing a pooled buffer.
+fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+    buffers().with_memory(blocks, work)
+}
+
+/// Gives the buffers' memory back to the system when no password was hashed for `idle`.
+/// True when it did.
+pub fn release_idle(idle: Duration) -> bool {
+    BUFFERS.get().is_some_and(|pool| pool.release_idle(idle))
+}
+
+impl Buffers {
+    /// At most one computation per core: more at once would not run faster.
+    fn new(cores: usize) -> Self {
+        Self {
             state: Mutex::new(Pool {
                 free: (0..cores).map(|_| Vec::new()).collect(),
                 last_used: Instant::now(),
             }),
             returned: Condvar::new(),
         }
-    })
-}
+    }
 
-/// Runs `work` with a working memory of `blocks` argon2 blocks, reusing a pooled buffer.
-fn with_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
-    let pool = buffers();
-    let mut buffer = {
-        let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(buffer) = state.free.pop() {
-                break buffer;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with_memory<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        let mut buffer = {
+            let mut state = self.lock();
+            loop {
+                if let Some(buffer) = state.free.pop() {
+                    break buffer;
+                }
+                state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
             }
-            state = pool.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        };
+        if buffer.capacity() < blocks {
+            let capacity = blocks.max(RETURNED_ON_FREE_BYTES / std::mem::size_of::<Block>());
+            buffer = Vec::with_capacity(capacity);
         }
-    };
-    if buffer.capacity() < blocks {
-        let capacity = blocks.max(RETURNED_ON_FREE_BYTES / std::mem::size_of::<Block>());
-        buffer = Vec::with_capacity(capacity);
+        buffer.resize(blocks, Block::default());
+        let result = work(&mut buffer);
+        let mut state = self.lock();
+        state.free.push(buffer);
+        state.last_used = Instant::now();
+        drop(state);
+        self.returned.notify_one();
+        result
     }
-    buffer.resize(blocks, Block::default());
-    let result = work(&mut buffer);
-    let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
-    state.free.push(buffer);
-    state.last_used = Instant::now();
-    drop(state);
-    pool.returned.notify_one();
-    result
-}
 
-/// Gives the buffers' memory back to the system when no password was hashed for `idle`.
-/// True when it did.
-pub fn release_idle(idle: Duration) -> bool {
-    let Some(pool) = BUFFERS.get() else {
-        return false;
-    };
-    let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
-    let holding = state.free.iter().any(|b| b.capacity() > 0);
-    if !holding || state.last_used.elapsed() < idle {
-        return false;
+    fn release_idle(&self, idle: Duration) -> bool {
+        let mut state = self.lock();
+        let holding = state.free.iter().any(|b| b.capacity() > 0);
+        if !holding || state.last_used.elapsed() < idle {
+            return false;
+        }
+        for buffer in &mut state.free {
+            *buffer = Vec::new();
+        }
+        true
     }
-    for buffer in &mut state.free {
-        *buffer = Vec::new();
+
+    #[cfg(test)]
+    fn held_blocks(&self) -> usize {
+        self.lock().free.iter().map(Vec::capacity).sum()
     }
-    true
 }
 
 pub fn validate(password: &str) -> Result<(), Error> {
@@ -178,16 +194,27 @@ mod tests {
     use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 
     #[test]
-    fn released_memory_is_allocated_again_when_needed() {
-        let stored = hash("first passphrase").expect("hash");
+    fn idle_memory_is_released_and_allocated_again_when_needed() {
+        // A pool of its own: the process-wide one is shared with tests hashing concurrently.
+        let pool = Buffers::new(1);
+        let blocks = owasp().block_count();
+        pool.with_memory(blocks, |memory| assert_eq!(memory.len(), blocks));
         assert!(
-            !release_idle(Duration::from_secs(3600)),
+            pool.held_blocks() >= blocks,
+            "the buffer is kept for the next hash"
+        );
+        assert!(
+            !pool.release_idle(Duration::from_secs(3600)),
             "a buffer used just now is kept"
         );
-        // Whether or not another test is hashing right now, releasing never breaks hashing.
-        release_idle(Duration::ZERO);
-        assert!(verify("first passphrase", &stored));
-        assert!(!verify("another passphrase", &stored));
+        assert!(pool.release_idle(Duration::ZERO));
+        assert_eq!(pool.held_blocks(), 0, "released");
+        assert!(
+            !pool.release_idle(Duration::ZERO),
+            "nothing left to release"
+        );
+        pool.with_memory(blocks, |memory| assert_eq!(memory.len(), blocks));
+        assert!(pool.held_blocks() >= blocks, "allocated again");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tracing_actix_web::TracingLogger;
 use crate::clients::KnownClients;
 use crate::clock;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{DatabaseUrl, Db};
 use crate::error::Error;
 use crate::http::{self, health, limits};
 use crate::oauth;
@@ -175,8 +175,7 @@ impl Application {
 
 /// Deletes expired and revoked rows now and then, so that the tables do not grow without bound.
 fn blocking_threads(db_pool_size: u32) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    db_pool_size as usize + cores
+    db_pool_size as usize + crate::config::usable_cores()
 }
 
 /// argon2's working memory (19 MiB per core) goes back to the system after this long without
@@ -200,7 +199,7 @@ fn spawn_password_memory_release() {
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 fn spawn_checkpoints(db: Db) {
-    if db.url().backend_name() != "sqlite" {
+    if !matches!(db.url(), DatabaseUrl::Sqlite { .. }) {
         return;
     }
     tokio::spawn(async move {

@@ -588,7 +588,8 @@ impl TokenService {
     ) -> Result<Value, OAuthError> {
         let inactive = json!({ "active": false });
         if token.starts_with(REFRESH_TOKEN_PREFIX) {
-            let Some((row, family)) = db::tokens::find_refresh(conn, &secrets::digest(token))?
+            let Some((row, family, user)) =
+                db::tokens::find_refresh_with_user(conn, &secrets::digest(token))?
             else {
                 return Ok(inactive);
             };
@@ -596,14 +597,10 @@ impl TokenService {
                 && family.revoked_at.is_none()
                 && row.used_at.is_none()
                 && family.expires_at > now
-                && row.idle_expires_at > now;
+                && row.idle_expires_at > now
+                && !user.disabled
+                && user.tenants.iter().any(|m| m.id.as_str() == row.tenant_id);
             if !live {
-                return Ok(inactive);
-            }
-            let Some(user) = db::users::find_by_id(conn, &family.user_id)? else {
-                return Ok(inactive);
-            };
-            if user.disabled || !user.tenants.iter().any(|m| m.id.as_str() == row.tenant_id) {
                 return Ok(inactive);
             }
             return Ok(json!({

@@ -13,7 +13,7 @@ use super::schema::{
     login_failures, memberships, refresh_tokens, revoked_access_tokens, tenants, token_families,
     users,
 };
-use super::users::{membership_columns, one_user, UserRow};
+use super::users::{membership_cells, one_user, MembershipCells, UserRow};
 use super::{is_unique_violation, on_backend, DbConnection};
 use crate::error::Error;
 use crate::users::User;
@@ -74,14 +74,6 @@ pub fn find_refresh_with_user(
     conn: &mut DbConnection,
     digest: &str,
 ) -> Result<Option<(RefreshToken, Family, User)>, Error> {
-    type Row = (
-        RefreshToken,
-        Family,
-        UserRow,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
     let rows = on_backend!(conn, |c| refresh_tokens::table
         .inner_join(token_families::table.inner_join(users::table))
         .left_join(memberships::table.on(memberships::user_id.eq(users::id)))
@@ -91,21 +83,14 @@ pub fn find_refresh_with_user(
         .select((
             RefreshToken::as_select(),
             Family::as_select(),
-            UserRow::as_select(),
-            memberships::tenant_id.nullable(),
-            tenants::name.nullable(),
-            memberships::role.nullable(),
+            (UserRow::as_select(), membership_cells()),
         ))
-        .load::<Row>(c))?;
-    let Some((token, family, ..)) = rows.first() else {
+        .load::<(RefreshToken, Family, (UserRow, MembershipCells))>(c))?;
+    let mut rows = rows.into_iter();
+    let Some((token, family, first)) = rows.next() else {
         return Ok(None);
     };
-    let (token, family) = (token.clone(), family.clone());
-    let user = one_user(
-        rows.into_iter()
-            .map(|(_, _, user, t, n, r)| (user, membership_columns(t, n, r)))
-            .collect(),
-    )?;
+    let user = one_user(std::iter::once(first).chain(rows.map(|(_, _, user)| user)))?;
     Ok(user.map(|user| (token, family, user)))
 }
 
@@ -153,7 +138,6 @@ pub fn rotate_refresh(
 ///
 /// A correlated EXISTS, not `family_id IN (SELECT ...)`: SQLite materialised that list of every
 /// live family on each rotation (a full scan; 4 req/s with a million rows).
-#[derive(Clone, Copy)]
 struct Consume<'a> {
     digest: &'a str,
     now: i64,

@@ -172,19 +172,10 @@ pub fn find(conn: &mut DbConnection, username: &Username) -> Result<Option<User>
     }
 }
 
-/// A membership as loaded: tenant id, tenant name, role.
-pub(super) type MembershipColumns = (String, String, String);
-
-/// The membership columns of a flat `LEFT JOIN` row: all present, or none (a user without
-/// memberships). The joins are flat because SQLite materialised a nested
-/// `LEFT JOIN (memberships JOIN tenants)` by scanning every membership.
-pub(super) fn membership_columns(
-    tenant_id: Option<String>,
-    name: Option<String>,
-    role: Option<String>,
-) -> Option<MembershipColumns> {
-    Some((tenant_id?, name?, role?))
-}
+/// A membership's cells in a flat `LEFT JOIN` row (tenant id, tenant name, role): all present,
+/// or none for a user without memberships. The joins are flat because SQLite materialised a
+/// nested `LEFT JOIN (memberships JOIN tenants)` by scanning every membership.
+pub(super) type MembershipCells = (Option<String>, Option<String>, Option<String>);
 
 /// The user with its memberships in one statement (every grant needs both): one row per
 /// membership, or a single row without one.
@@ -194,18 +185,9 @@ pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Err
         .left_join(tenants::table.on(tenants::id.eq(memberships::tenant_id)))
         .filter(users::id.eq(id))
         .order((memberships::created_at, memberships::tenant_id))
-        .select((
-            UserRow::as_select(),
-            memberships::tenant_id.nullable(),
-            tenants::name.nullable(),
-            memberships::role.nullable(),
-        ))
-        .load::<(UserRow, Option<String>, Option<String>, Option<String>)>(c))?;
-    one_user(
-        rows.into_iter()
-            .map(|(user, t, n, r)| (user, membership_columns(t, n, r)))
-            .collect(),
-    )
+        .select((UserRow::as_select(), membership_cells()))
+        .load::<(UserRow, MembershipCells)>(c))?;
+    one_user(rows)
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, Error> {
@@ -246,16 +228,30 @@ fn assemble(conn: &mut DbConnection, rows: Vec<UserRow>) -> Result<Vec<User>, Er
         .collect())
 }
 
+/// The columns of `MembershipCells`, for a select clause.
+pub(super) fn membership_cells() -> (
+    diesel::dsl::Nullable<memberships::tenant_id>,
+    diesel::dsl::Nullable<tenants::name>,
+    diesel::dsl::Nullable<memberships::role>,
+) {
+    (
+        memberships::tenant_id.nullable(),
+        tenants::name.nullable(),
+        memberships::role.nullable(),
+    )
+}
+
+/// One user from its flat join rows (the user's columns repeat on each).
 pub(super) fn one_user(
-    rows: Vec<(UserRow, Option<MembershipColumns>)>,
+    rows: impl IntoIterator<Item = (UserRow, MembershipCells)>,
 ) -> Result<Option<User>, Error> {
     let mut rows = rows.into_iter();
     let Some((row, first)) = rows.next() else {
         return Ok(None);
     };
-    let tenants = first
-        .into_iter()
-        .chain(rows.filter_map(|(_, m)| m))
+    let tenants = std::iter::once(first)
+        .chain(rows.map(|(_, cells)| cells))
+        .filter_map(|(tenant_id, name, role)| Some((tenant_id?, name?, role?)))
         .map(|(tenant_id, name, role)| membership(tenant_id, name, role))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(user(row, tenants)))

@@ -75,22 +75,6 @@ pub fn verify(
     (claims.exp > now).then_some(claims)
 }
 
-/// `verify` against the ring, reloading it when another instance introduced a new key.
-pub fn verify_with(
-    ring: &KeyRing,
-    conn: &mut crate::db::DbConnection,
-    token: &str,
-    issuer: &str,
-    audience: &str,
-    now: i64,
-) -> Result<Option<AccessClaims>, Error> {
-    let Some(kid) = kid(token) else {
-        return Ok(None);
-    };
-    let keys = ring.for_verifying(conn, &kid, now)?;
-    Ok(verify(&keys, token, issuer, audience, now))
-}
-
 /// How many verified tokens an instance remembers: a few hundred bytes each.
 const VERIFIED_CAPACITY: usize = 4096;
 
@@ -112,7 +96,8 @@ impl Default for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// `verify_with`, answered from the cache when these exact bytes verified before.
+    /// `verify` against the ring (reloaded when another instance introduced a new key),
+    /// answered from the cache when these exact bytes verified before.
     pub fn verify(
         &self,
         ring: &KeyRing,
@@ -126,7 +111,11 @@ impl VerifiedTokens {
         if let Some(claims) = self.cache.get(&key) {
             return Ok((claims.exp > now).then(|| AccessClaims::clone(&claims)));
         }
-        let claims = verify_with(ring, conn, token, issuer, audience, now)?;
+        let Some(kid) = kid(token) else {
+            return Ok(None);
+        };
+        let keys = ring.for_verifying(conn, &kid, now)?;
+        let claims = verify(&keys, token, issuer, audience, now);
         if let Some(claims) = &claims {
             self.cache.insert(key, Arc::new(claims.clone()));
         }
