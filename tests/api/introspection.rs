@@ -297,6 +297,60 @@ async fn introspection_requires_a_confidential_client(backend: Backend) {
         .assert_400("invalid_request");
 }
 
+/// Many introspections at once, over connections that share caches and a pool: each gets the
+/// answer for its own token, and a removed membership is seen by every one that follows it.
+async fn concurrent_introspections_each_get_their_own_answer(backend: Backend) {
+    let w = World::new(backend, &no_settings).await;
+    let first = w.sign_in(&[]).await;
+    let second = w.refresh(&first.refresh_token(), &[]).await.ok();
+    let beta = w.sign_in(&[("tenant", "beta")]).await;
+    let revoked_jwt = w.sign_in(&[]).await;
+    let revoked_family = w.sign_in(&[]).await;
+    let answer = w.app.revoke(&w.client, &revoked_jwt.access_token()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let answer = w
+        .app
+        .revoke(&w.client, &revoked_family.refresh_token())
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+
+    // (token, tenant when active)
+    let mut expected = vec![
+        (first.access_token(), Some("acme")),
+        (second.access_token(), Some("acme")),
+        (beta.access_token(), Some("beta")),
+        (revoked_jwt.access_token(), None),
+        (revoked_family.access_token(), None),
+    ];
+    let check_all = |expected: Vec<(String, Option<&'static str>)>| {
+        let w = &w;
+        async move {
+            let rounds = (0..60).map(|i| {
+                let (token, tenant) = expected[i % expected.len()].clone();
+                async move { (token.clone(), tenant, w.introspect(&token).await) }
+            });
+            for (token, tenant, answer) in futures_util::future::join_all(rounds).await {
+                match tenant {
+                    Some(tenant) => {
+                        let claims = w.verify(&token).await;
+                        assert_eq!(answer["active"], true, "{answer}");
+                        assert_eq!(answer["jti"], claims["jti"], "its own token: {answer}");
+                        assert_eq!(answer["tenant"], tenant, "{answer}");
+                        assert_eq!(answer["username"], "alice", "{answer}");
+                    }
+                    None => assert_eq!(answer, json!({"active": false})),
+                }
+            }
+        }
+    };
+    check_all(expected.clone()).await;
+
+    w.cli(&["--json", "user", "remove-tenant", "alice", "beta"])
+        .await;
+    expected[2].1 = None;
+    check_all(expected).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Revocation.
 
@@ -775,6 +829,7 @@ backend_tests!(
     dead_or_malformed_tokens_are_exactly_inactive,
     expired_tokens_are_exactly_inactive,
     introspection_requires_a_confidential_client,
+    concurrent_introspections_each_get_their_own_answer,
     revoking_a_refresh_token_ends_its_family,
     revoking_an_access_token_makes_it_inactive,
     revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing,
