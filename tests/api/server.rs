@@ -95,6 +95,7 @@ async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
         .args(["--json", "serve", "--demo", "--listen", "127.0.0.1:0"])
         .env("KEYFRAME_DATABASE_URL", &db.url)
         .env("KEYFRAME_LOG", "info")
+        .env_remove("MALLOC_ARENA_MAX")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -109,6 +110,12 @@ async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
     let started: Value = serde_json::from_str(&first).expect("one JSON object");
     assert_eq!(started["status"], "serving");
     let port = started["port"].as_u64().expect("port");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        malloc_arena_max(&child),
+        Some(cores.min(2).to_string()),
+        "serve limits malloc arenas to the usable cores, at most two"
+    );
     let base = format!("http://127.0.0.1:{port}");
     assert_eq!(started["issuer"], base.as_str());
     let demo = &started["demo"];
@@ -191,9 +198,12 @@ async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
         json!(["password", "refresh_token"])
     );
 
-    let mut again = tokio::process::Command::new(KEYFRAME)
+    // On one core (the benchmark's setting), one arena.
+    let mut again = tokio::process::Command::new("taskset")
+        .args(["-c", "0", KEYFRAME])
         .args(["--json", "serve", "--demo", "--listen", "127.0.0.1:0"])
         .env("KEYFRAME_DATABASE_URL", &db.url)
+        .env_remove("MALLOC_ARENA_MAX")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -207,6 +217,7 @@ async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
         .expect("read");
     let started: Value = serde_json::from_str(&line).expect("json");
     assert_eq!(started["demo"], Value::Null);
+    assert_eq!(malloc_arena_max(&again), Some("1".to_owned()));
     again.kill().await.expect("kill");
 }
 
@@ -215,6 +226,16 @@ backend_tests!(
     oversized_bodies_get_413,
     serve_demo_logs_and_graceful_shutdown
 );
+
+/// `MALLOC_ARENA_MAX` in the environment a running process was (re-)executed with.
+fn malloc_arena_max(child: &tokio::process::Child) -> Option<String> {
+    let pid = child.id().expect("running");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"MALLOC_ARENA_MAX="))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
 
 async fn status_of(app: &TestApp) -> StatusCode {
     app.http
