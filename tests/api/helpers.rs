@@ -622,6 +622,19 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("the access token does not verify: {e}"))
     }
 
+    /// Moves every recorded sign-in failure `seconds` into the past.
+    pub fn age_login_failures(&self, seconds: i64) {
+        use diesel::prelude::*;
+        use keyframe::db::schema::login_failures;
+        let db = Db::connect(&DatabaseUrl::parse(&self.db_url).expect("url"), 1).expect("db");
+        let mut conn = db.conn().expect("conn");
+        let aged = diesel::update(login_failures::table)
+            .set(login_failures::failed_at.eq(login_failures::failed_at - seconds))
+            .execute(&mut conn)
+            .expect("age failures");
+        assert!(aged > 0, "no sign-in failures were recorded");
+    }
+
     /// Rows in the token tables (families, refresh tokens, revoked access tokens).
     pub fn token_rows(&self) -> i64 {
         use diesel::prelude::*;
