@@ -51,6 +51,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "KEYFRAME_DB_POOL_SIZE",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: Option<u32>,
+    /// SQLite: how large the write-ahead log may grow, in MiB, before writers pause briefly for
+    /// it to start over (larger: rarer pauses, more disk)
+    #[arg(long, global = true, env = "KEYFRAME_SQLITE_MAX_LOG_MB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub sqlite_max_log_mb: u64,
     /// `aud` of access tokens [default: the issuer]
     #[arg(long, global = true, env = "KEYFRAME_AUDIENCE")]
     pub audience: Option<String>,
@@ -239,6 +244,7 @@ pub struct Config {
     pub issuer: Option<String>,
     pub max_body_bytes: usize,
     pub db_pool_size: u32,
+    pub sqlite_max_log_bytes: u64,
     pub tokens: TokenSettings,
     pub vms_api: bool,
 }
@@ -304,6 +310,7 @@ impl Config {
             issuer,
             max_body_bytes: args.max_body_bytes,
             db_pool_size,
+            sqlite_max_log_bytes: args.sqlite_max_log_mb * 1024 * 1024,
             vms_api: args.vms_api == "on",
             tokens: TokenSettings {
                 audience: args

@@ -12,7 +12,7 @@ use tracing_actix_web::TracingLogger;
 use crate::clients::KnownClients;
 use crate::clock;
 use crate::config::Config;
-use crate::db::{DatabaseUrl, Db};
+use crate::db::{DatabaseUrl, Db, DbOptions};
 use crate::error::Error;
 use crate::http::{self, health, limits};
 use crate::oauth;
@@ -36,7 +36,13 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Connects to the database and brings its schema up to date (blocking).
 pub fn prepare_database(config: &Config) -> Result<Db, Error> {
-    let db = Db::connect(&config.database_url, config.db_pool_size)?;
+    let db = Db::connect(
+        &config.database_url,
+        &DbOptions {
+            pool_size: config.db_pool_size,
+            sqlite_max_log_bytes: config.sqlite_max_log_bytes,
+        },
+    )?;
     db.migrate()?;
     Ok(db)
 }
@@ -194,8 +200,8 @@ fn spawn_password_memory_release() {
     });
 }
 
-/// SQLite: how often `serve` checkpoints the write-ahead log (see `Db::checkpoint`). Under a
-/// sustained write load the log holds about this much work, a few MB.
+/// SQLite: how often `serve` copies the write-ahead log into the database file (see
+/// `Db::checkpoint`); often enough that each pass has only a few MB to copy.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 fn spawn_checkpoints(db: Db) {

@@ -905,7 +905,7 @@ mod tests {
     fn fixture(settings: TokenSettings) -> Fixture {
         let dir = tempfile::tempdir().expect("dir");
         let url = DatabaseUrl::parse(&dir.path().join("kf.db").display().to_string()).expect("url");
-        let db = Db::connect(&url, 2).expect("db");
+        let db = Db::connect(&url, &crate::db::DbOptions::pool(2)).expect("db");
         db.migrate().expect("migrate");
         let mut conn = db.conn().expect("conn");
         tenants::create(&mut conn, "acme", "Acme", T0).expect("tenant");

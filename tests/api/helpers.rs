@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use keyframe::config::{parse_issuer, Config};
-use keyframe::db::{DatabaseUrl, Db};
+use keyframe::db::{DatabaseUrl, Db, DbOptions};
 use keyframe::startup::{prepare_database, Application};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -111,6 +111,7 @@ pub fn config(database_url: &str) -> Config {
         issuer: None,
         max_body_bytes: 64 * 1024,
         db_pool_size: 4,
+        sqlite_max_log_bytes: keyframe::db::DbOptions::DEFAULT_SQLITE_MAX_LOG_BYTES,
         tokens: keyframe::config::TokenSettings::default(),
         vms_api: true,
     }
@@ -626,7 +627,11 @@ impl TestApp {
     pub fn age_login_failures(&self, seconds: i64) {
         use diesel::prelude::*;
         use keyframe::db::schema::login_failures;
-        let db = Db::connect(&DatabaseUrl::parse(&self.db_url).expect("url"), 1).expect("db");
+        let db = Db::connect(
+            &DatabaseUrl::parse(&self.db_url).expect("url"),
+            &DbOptions::pool(1),
+        )
+        .expect("db");
         let mut conn = db.conn().expect("conn");
         let aged = diesel::update(login_failures::table)
             .set(login_failures::failed_at.eq(login_failures::failed_at - seconds))
@@ -639,7 +644,11 @@ impl TestApp {
     pub fn token_rows(&self) -> i64 {
         use diesel::prelude::*;
         use keyframe::db::schema::{refresh_tokens, revoked_access_tokens, token_families};
-        let db = Db::connect(&DatabaseUrl::parse(&self.db_url).expect("url"), 1).expect("db");
+        let db = Db::connect(
+            &DatabaseUrl::parse(&self.db_url).expect("url"),
+            &DbOptions::pool(1),
+        )
+        .expect("db");
         let mut conn = db.conn().expect("conn");
         let families: i64 = token_families::table
             .count()

@@ -128,8 +128,11 @@ fn assert_error(body: &Value, error: &str) {
 }
 
 fn families(url: &str) -> i64 {
-    let db = keyframe::db::Db::connect(&keyframe::db::DatabaseUrl::parse(url).expect("url"), 1)
-        .expect("db");
+    let db = keyframe::db::Db::connect(
+        &keyframe::db::DatabaseUrl::parse(url).expect("url"),
+        &keyframe::db::DbOptions::pool(1),
+    )
+    .expect("db");
     let mut conn = db.conn().expect("conn");
     keyframe::db::schema::token_families::table
         .count()
