@@ -37,7 +37,8 @@ REDIRECT_URI = "http://127.0.0.1:9/callback"
 VERIFIER = "bench-verifier-" + "x" * 40
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 
-KEYFRAME_SCENARIOS = ["metadata", "jwks", "introspect", "refresh", "authorization_code", "password", "vms_login", "vms_refresh"]
+KEYFRAME_SCENARIOS = ["metadata", "jwks", "introspect", "refresh", "authorization_code", "password", "vms_login", "vms_refresh",
+                      "refresh_under_sign_ins"]
 SHARED_SCENARIOS = ["introspect", "jwks", "metadata", "refresh"]
 TARGETS = {  # scenario -> minimum ratio to the peer (per backend), from issue 8
     ("refresh", "sqlite"): 2.5,
@@ -64,15 +65,23 @@ def parse_result(line):
         out[key] = int(fields.get(key, "0"))
     for key in ("rps", "p50_ms", "p99_ms"):
         out[key] = float(fields.get(key, "0"))
-    out["errors"] = out["non2xx"] + out["socket_errors"] + out["unparsed"]
+    out["errors"] = out["non2xx"] + out["socket_errors"] + out["unparsed"] + int(fields.get("non2xx_sign_ins", "0"))
     return out
+
+
+def wrk_command(script, base, seconds, threads):
+    return ["taskset", "-c", LOADGEN_CPU, "wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s",
+            "--timeout", "10s", "-s", os.path.join(BENCH, "lua", script), base]
 
 
 def wrk(script, base, seconds, env, threads):
     """One scenario with one of our own scripts, printed like the shared run.sh does."""
-    command = ["taskset", "-c", LOADGEN_CPU, "wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s",
-               "--timeout", "10s", "-s", os.path.join(BENCH, "lua", script), base]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(wrk_command(script, base, seconds, threads), env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return wrk_result(out)
+
+
+def wrk_result(out):
     line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
@@ -119,7 +128,7 @@ class Keyframe:
             self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.pg_db))
         self.base = f"http://127.0.0.1:{PORT}"
         self.env = dict(os.environ, KEYFRAME_DATABASE_URL=self.url, KEYFRAME_LISTEN=f"127.0.0.1:{PORT}",
-                        KEYFRAME_LOG="warn", KEYFRAME_AUTHORIZATION_CODE_TTL="600",
+                        KEYFRAME_LOG=os.environ.get("KEYFRAME_LOG", "warn"), KEYFRAME_AUTHORIZATION_CODE_TTL="600",
                         KEYFRAME_ACCESS_TOKEN_TTL="3600")
         self.process = None
 
@@ -287,7 +296,7 @@ def run_keyframe(binary, backend, scenarios, seconds, postgres_url, preload, soa
         # Warm the server's caches and pools before measuring.
         shared_run("jwks", kf.base, 2, env)
         for scenario in scenarios:
-            if scenario in ("refresh", "introspect"):
+            if scenario in ("refresh", "introspect", "refresh_under_sign_ins"):
                 pairs = kf.password_grants(CONNECTIONS)
                 write(files, "refresh.txt", [p["refresh_token"] for p in pairs])
                 write(files, "access.txt", [pairs[0]["access_token"]])
@@ -309,6 +318,20 @@ def run_keyframe(binary, backend, scenarios, seconds, postgres_url, preload, soa
                 line = wrk("code.lua", kf.base, seconds, env, 2)
             elif scenario == "password":
                 line = wrk("password.lua", kf.base, seconds, env, 2)
+            elif scenario == "refresh_under_sign_ins":
+                # Refreshes while another 32 connections sign in with passwords (a credential-
+                # stuffing storm, or everyone signing in again): sign-ins must not starve the
+                # cheap requests of database connections. The row is the refreshes'; the errors
+                # count both.
+                storm = subprocess.Popen(wrk_command("password.lua", kf.base, seconds + 2, 1), env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                time.sleep(1)
+                line = shared_run("refresh", kf.base, seconds, env)
+                out, _ = storm.communicate()
+                signed_in = parse_result(f"scenario=password {wrk_result(out)}")
+                log(f"{backend:8} {'(sign-ins beside)':18} {signed_in['rps']:>9.0f} req/s  p50 "
+                    f"{signed_in['p50_ms']:6.2f} ms  p99 {signed_in['p99_ms']:7.2f} ms  errors {signed_in['errors']}")
+                line = f"{line} non2xx_sign_ins={signed_in['errors']}"
             elif scenario == "vms_login":
                 line = wrk("vms_login.lua", kf.base, seconds, env, 2)
             elif scenario == "vms_refresh":

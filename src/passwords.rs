@@ -118,6 +118,18 @@ impl Buffers {
     }
 }
 
+/// A turn to verify a password, taken by a request handler before it takes a database
+/// connection and a blocking thread. More verifications at once than buffers would only wait
+/// for one inside the blocking thread, each holding a pooled connection: a storm of sign-ins
+/// (credential stuffing, a mass re-login) then left refreshes and introspections waiting for
+/// connections. Waiting here holds neither, and the queue is first come, first served.
+pub async fn turn() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let turns = TURNS.get_or_init(|| tokio::sync::Semaphore::new(crate::config::usable_cores()));
+    // Only a closed semaphore refuses, and this one is never closed.
+    turns.acquire().await.ok()
+}
+
 pub fn validate(password: &str) -> Result<(), Error> {
     if password.is_empty() {
         return Err(Error::Invalid("the password is empty".into()));

@@ -199,6 +199,7 @@ async fn login(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, VmsError> {
     let body: LoginBody = json_body(&req, payload, state.max_body_bytes).await?;
+    let _turn = crate::passwords::turn().await;
     let pair = web::block(move || {
         let mut conn = state.db.conn()?;
         let client = builtin_client(&mut conn)?;

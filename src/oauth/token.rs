@@ -15,6 +15,10 @@ pub async fn token(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form::read(&req, payload, state.max_body_bytes).await?;
     let presented = client_auth::presented(&req, &form)?;
+    let _turn = match form.get("grant_type") {
+        Some("password") => crate::passwords::turn().await,
+        _ => None,
+    };
     let response = web::block(move || {
         let mut conn = state.db.conn()?;
         // The client first: an unauthenticated caller learns nothing about the request.

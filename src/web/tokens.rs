@@ -551,6 +551,7 @@ pub async fn login(
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let worker = state.clone();
+    let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
         let mut conn = worker.db.conn()?;
         let now = clock::now();
