@@ -311,6 +311,22 @@ impl Default for KnownClients {
 }
 
 impl KnownClients {
+    /// A built-in client (`ensure_builtin`), remembered like the others: the VideoManager API
+    /// needs it on every request, and on PostgreSQL each read is a round trip.
+    pub fn builtin(
+        &self,
+        conn: &mut DbConnection,
+        client_id: &str,
+        name: &str,
+        grant_types: &[GrantType],
+        now: i64,
+    ) -> Result<Client, Error> {
+        match self.find(conn, client_id)? {
+            Some(known) => Ok(known.client.clone()),
+            None => ensure_builtin(conn, client_id, name, grant_types, now),
+        }
+    }
+
     fn find(
         &self,
         conn: &mut DbConnection,

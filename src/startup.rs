@@ -74,15 +74,16 @@ impl Application {
             config.tokens.clone(),
             clock::now(),
         )?;
+        let clients = KnownClients::default();
         if config.vms_api {
-            vms::builtin_client(&mut conn)?;
+            vms::builtin_client(&clients, &mut conn)?;
         }
         drop(conn);
         let vms_api = config.vms_api;
         let state = web::Data::new(AppState {
             db,
             tokens,
-            clients: KnownClients::default(),
+            clients,
             max_body_bytes: config.max_body_bytes,
             metadata: MetadataCache::default(),
         });

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::clients::{self, Client, GrantType};
+use crate::clients::{Client, GrantType, KnownClients};
 use crate::db::{self, DbConnection};
 use crate::http::read_json;
 use crate::oauth::error::OAuthError;
@@ -27,8 +27,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/vms", web::get().to(list));
 }
 
-pub fn builtin_client(conn: &mut DbConnection) -> Result<Client, error::Error> {
-    clients::ensure_builtin(
+pub fn builtin_client(
+    known: &KnownClients,
+    conn: &mut DbConnection,
+) -> Result<Client, error::Error> {
+    known.builtin(
         conn,
         CLIENT_ID,
         CLIENT_NAME,
@@ -202,7 +205,7 @@ async fn login(
     let _turn = crate::passwords::turn().await;
     let pair = web::block(move || {
         let mut conn = state.db.conn()?;
-        let client = builtin_client(&mut conn)?;
+        let client = builtin_client(&state.clients, &mut conn)?;
         let request = GrantRequest::Password {
             username: body.username,
             password: body.password,
@@ -231,7 +234,7 @@ async fn refresh(
     let video_manager = path.into_inner();
     let pair = web::block(move || {
         let mut conn = state.db.conn()?;
-        let client = builtin_client(&mut conn)?;
+        let client = builtin_client(&state.clients, &mut conn)?;
         let request = GrantRequest::Refresh {
             refresh_token: body.refresh_token,
             scope: None,
