@@ -280,21 +280,28 @@ pub enum SignIn {
 }
 
 /// Checks the credentials with the same rules and lockout as the password grant, and starts a
-/// session (a new id every time, so a planted cookie is worthless).
+/// session (a new id every time, so a planted cookie is worthless). The session the browser
+/// came with, if any, ends: a copy of the old cookie must not outlive the new sign-in.
 pub fn sign_in(
     state: &AppState,
     conn: &mut DbConnection,
+    previous: Option<&str>,
     username: &str,
     password: &str,
     now: i64,
 ) -> Result<SignIn, Error> {
     match state.tokens.sign_in(conn, username, password, now) {
-        Ok(user) => Ok(SignIn::Started(sessions::start(
-            conn,
-            &user,
-            state.tokens.settings.session_ttl,
-            now,
-        )?)),
+        Ok(user) => {
+            if let Some(previous) = previous {
+                sessions::end(conn, previous)?;
+            }
+            Ok(SignIn::Started(sessions::start(
+                conn,
+                &user,
+                state.tokens.settings.session_ttl,
+                now,
+            )?))
+        }
         Err(OAuthError::Locked { .. }) => Ok(SignIn::Refused(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-ins. Wait a while, then try again.",

@@ -33,6 +33,7 @@ pub async fn login(
     let query = form.get("request").unwrap_or("").to_owned();
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
+    let previous = web::session_value(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
@@ -42,7 +43,14 @@ pub async fn login(
             Ok(request) => request,
             Err(refusal) => return Ok((Step::from(refusal), None)),
         };
-        match web::sign_in(&worker, &mut conn, &username, &password, now)? {
+        match web::sign_in(
+            &worker,
+            &mut conn,
+            previous.as_deref(),
+            &username,
+            &password,
+            now,
+        )? {
             web::SignIn::Started(session) => {
                 let next = format!("/oauth/authorize?{}", without_prompt_login(&query));
                 Ok((Step::Redirect(next), Some(session)))

@@ -550,12 +550,20 @@ pub async fn login(
     let next = local_path(form.get("request"));
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
+    let previous = web::session_value(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
         let mut conn = worker.db.conn()?;
         let now = clock::now();
-        match web::sign_in(&worker, &mut conn, &username, &password, now)? {
+        match web::sign_in(
+            &worker,
+            &mut conn,
+            previous.as_deref(),
+            &username,
+            &password,
+            now,
+        )? {
             web::SignIn::Started(session) => Ok::<_, Error>(Ok(session)),
             web::SignIn::Refused(status, message) => Ok(Err((status, message, username))),
         }

@@ -682,7 +682,43 @@ async fn https_issuers_get_secure_cookies(backend: Backend) {
         .contains("Secure"));
 }
 
+/// Signing in again (`prompt=login`) ends the session the browser came with: a copy of the old
+/// cookie signs nobody in afterwards.
+async fn signing_in_again_ends_the_previous_session(backend: Backend) {
+    let s = setup(backend, &|_| {}).await;
+    let mut browser = Browser::new(&s.app);
+    let silently = format!(
+        "/oauth/authorize?{}",
+        authorize_query(&s.client_id, &[("prompt", "none")])
+    );
+    let consent = browser.sign_in(&authorize_query(&s.client_id, &[])).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let first = browser.jar.get("kf_session").cloned().expect("a session");
+
+    let consent = browser
+        .sign_in(&authorize_query(&s.client_id, &[("prompt", "login")]))
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let second = browser.jar.get("kf_session").cloned().expect("a session");
+    assert_ne!(first, second, "a new session id");
+    // The new session is signed in: prompt=none asks for consent, not for a login.
+    let page = browser.get(&silently).await;
+    assert_eq!(
+        redirect_params(&page.location())["error"],
+        "consent_required"
+    );
+
+    browser.jar.insert("kf_session".into(), first);
+    let page = browser.get(&silently).await;
+    assert_eq!(
+        redirect_params(&page.location())["error"],
+        "login_required",
+        "the old cookie still signs in"
+    );
+}
+
 backend_tests!(
+    signing_in_again_ends_the_previous_session,
     code_flow_with_pkce_and_a_chosen_tenant,
     bad_authorization_requests,
     csrf_deny_sign_out_and_login_failures,
