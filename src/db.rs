@@ -275,7 +275,7 @@ impl Db {
     /// over once it holds more than `--sqlite-max-log-mb`. A passive checkpoint runs beside
     /// the writers but never catches up with a steady stream of them, so alone it let the log
     /// grow by hundreds of MB a minute. Starting over takes a RESTART checkpoint, during which
-    /// this process's writers wait (5-7 ms, mostly its fsync, measured on a 2-core VM); doing it
+    /// this process's writers wait (5-13 ms, mostly its fsync, measured on a 2-core VM); doing it
     /// only past a size makes those waits rarer instead of every 100 ms. The bulk of the
     /// copying and syncing is still done first, passively, so the RESTART has little left.
     /// Nothing to do on PostgreSQL.
