@@ -221,37 +221,6 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Client>, Error> {
     db::clients::list(conn)
 }
 
-/// The client Keyframe acts as behind its own first-party APIs, created when missing. Its
-/// secret is generated and thrown away: nobody can use it at the token endpoint.
-pub fn ensure_builtin(
-    conn: &mut DbConnection,
-    client_id: &str,
-    name: &str,
-    grant_types: &[GrantType],
-    now: i64,
-) -> Result<Client, Error> {
-    if let Some((client, _)) = db::clients::find(conn, client_id)? {
-        return Ok(client);
-    }
-    let client = Client {
-        client_id: client_id.to_owned(),
-        name: name.to_owned(),
-        public: false,
-        redirect_uris: Vec::new(),
-        grant_types: grant_types.to_vec(),
-        scopes: Vec::new(),
-        pkce: Pkce::Required,
-        created_at: now,
-    };
-    let unusable = PlainSecret::generate(CLIENT_SECRET_PREFIX);
-    match db::clients::insert(conn, &client, Some(&unusable.digest())) {
-        Ok(()) => Ok(client),
-        // Another instance created it at the same moment.
-        Err(Error::Database(e)) if db::is_unique_violation(&e) => Ok(client),
-        Err(e) => Err(e),
-    }
-}
-
 pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<Client>, Error> {
     Ok(db::clients::find(conn, client_id)?.map(|(client, _)| client))
 }
@@ -311,8 +280,10 @@ impl Default for KnownClients {
 }
 
 impl KnownClients {
-    /// A built-in client (`ensure_builtin`), remembered like the others: the VideoManager API
-    /// needs it on every request, and on PostgreSQL each read is a round trip.
+    /// The client Keyframe acts as behind its own first-party APIs, created when missing and
+    /// remembered like the others: the VideoManager API needs it on every request, and on
+    /// PostgreSQL each read is a round trip. Its secret is generated and thrown away: nobody
+    /// can use it at the token endpoint.
     pub fn builtin(
         &self,
         conn: &mut DbConnection,
@@ -321,9 +292,25 @@ impl KnownClients {
         grant_types: &[GrantType],
         now: i64,
     ) -> Result<Client, Error> {
-        match self.find(conn, client_id)? {
-            Some(known) => Ok(known.client.clone()),
-            None => ensure_builtin(conn, client_id, name, grant_types, now),
+        if let Some(known) = self.find(conn, client_id)? {
+            return Ok(known.client.clone());
+        }
+        let client = Client {
+            client_id: client_id.to_owned(),
+            name: name.to_owned(),
+            public: false,
+            redirect_uris: Vec::new(),
+            grant_types: grant_types.to_vec(),
+            scopes: Vec::new(),
+            pkce: Pkce::Required,
+            created_at: now,
+        };
+        let unusable = PlainSecret::generate(CLIENT_SECRET_PREFIX);
+        match db::clients::insert(conn, &client, Some(&unusable.digest())) {
+            Ok(()) => Ok(client),
+            // Another instance created it at the same moment.
+            Err(Error::Database(e)) if db::is_unique_violation(&e) => Ok(client),
+            Err(e) => Err(e),
         }
     }
 
