@@ -61,7 +61,7 @@ impl ResponseError for ApiFailure {
         }
         match &self.0 {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal(Error::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,7 +73,9 @@ impl ResponseError for ApiFailure {
         let (code, description) = match (&self.1, &self.0) {
             (Some((_, code)), e) => (*code, e.to_string()),
             (None, ApiError::Unauthorized(m)) => ("invalid_token", m.clone()),
-            (None, ApiError::Forbidden(m)) => ("insufficient_scope", m.clone()),
+            (None, ApiError::Forbidden(m) | ApiError::InsufficientScope(m)) => {
+                ("insufficient_scope", m.clone())
+            }
             (None, ApiError::NotFound(m)) => ("not_found", m.clone()),
             (None, ApiError::Invalid(m)) => ("invalid_request", m.clone()),
             (None, ApiError::Internal(error)) => {
@@ -86,12 +88,25 @@ impl ResponseError for ApiFailure {
         };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, "no-store"));
-        if matches!(self.0, ApiError::Unauthorized(_)) {
+        match &self.0 {
             // RFC 6750 §3.
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                format!("Bearer realm=\"keyframe\", error=\"{code}\""),
-            ));
+            ApiError::Unauthorized(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"keyframe\", error=\"{code}\""),
+                ));
+            }
+            // RFC 6750 §3.1: name the scope that would do.
+            ApiError::InsufficientScope(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        "Bearer realm=\"keyframe\", error=\"insufficient_scope\", scope=\"{}\"",
+                        api::MANAGE_SCOPE
+                    ),
+                ));
+            }
+            _ => {}
         }
         response.json(json!({ "error": code, "error_description": description }))
     }

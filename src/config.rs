@@ -76,10 +76,22 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "KEYFRAME_REFRESH_REUSE_GRACE", default_value_t = 0,
           value_parser = clap::value_parser!(i64).range(0..=300))]
     pub refresh_reuse_grace: i64,
-    /// Failed sign-ins per username within the window that lock it
+    /// Failed sign-ins per username and source address within the window that lock the
+    /// username for that source
     #[arg(long, global = true, env = "KEYFRAME_LOCKOUT_THRESHOLD", default_value_t = 5,
           value_parser = clap::value_parser!(i64).range(1..=1000))]
     pub lockout_threshold: i64,
+    /// Failed sign-ins per username from all sources within the window that lock it
+    /// everywhere (stops guessing spread over many addresses)
+    #[arg(long, global = true, env = "KEYFRAME_LOCKOUT_USER_CEILING", default_value_t = 50,
+          value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub lockout_user_ceiling: i64,
+    /// A reverse proxy's address range (CIDR, or one address); requests from it are counted
+    /// against the last X-Forwarded-For hop instead of the peer (repeatable; comma-separated
+    /// in the environment)
+    #[arg(long = "trust-proxy", global = true, env = "KEYFRAME_TRUST_PROXY",
+          value_delimiter = ',', value_parser = parse_proxy)]
+    pub trust_proxy: Vec<ipnet::IpNet>,
     /// Lockout window, in seconds
     #[arg(long, global = true, env = "KEYFRAME_LOCKOUT_WINDOW", default_value_t = 900,
           value_parser = clap::value_parser!(i64).range(1..=86_400))]
@@ -247,6 +259,7 @@ pub struct Config {
     pub sqlite_max_log_bytes: u64,
     pub tokens: TokenSettings,
     pub vms_api: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Lifetimes and limits of the token service, in seconds.
@@ -259,6 +272,7 @@ pub struct TokenSettings {
     pub refresh_token_idle_ttl: i64,
     pub refresh_reuse_grace: i64,
     pub lockout_threshold: i64,
+    pub lockout_user_ceiling: i64,
     pub lockout_window: i64,
     /// Browser sign-in sessions.
     pub session_ttl: i64,
@@ -274,6 +288,7 @@ impl Default for TokenSettings {
             refresh_token_idle_ttl: 14 * 86_400,
             refresh_reuse_grace: 0,
             lockout_threshold: 5,
+            lockout_user_ceiling: 50,
             lockout_window: 900,
             session_ttl: 8 * 3600,
             authorization_code_ttl: 60,
@@ -312,6 +327,7 @@ impl Config {
             db_pool_size,
             sqlite_max_log_bytes: args.sqlite_max_log_mb * 1024 * 1024,
             vms_api: args.vms_api == "on",
+            trusted_proxies: args.trust_proxy.clone(),
             tokens: TokenSettings {
                 audience: args
                     .audience
@@ -323,12 +339,22 @@ impl Config {
                 refresh_token_idle_ttl: args.refresh_token_idle_ttl,
                 refresh_reuse_grace: args.refresh_reuse_grace,
                 lockout_threshold: args.lockout_threshold,
+                lockout_user_ceiling: args.lockout_user_ceiling,
                 lockout_window: args.lockout_window,
                 session_ttl: args.session_ttl,
                 authorization_code_ttl: args.authorization_code_ttl,
             },
         })
     }
+}
+
+/// A CIDR range, or a single address (a /32 or /128).
+fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{raw:?} is not an address range such as 10.0.0.0/8 or ::1"))
 }
 
 fn validate_audience(raw: &str) -> Result<String, Error> {

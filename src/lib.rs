@@ -11,6 +11,7 @@ pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;
+pub mod proxy;
 pub mod secrets;
 pub mod sessions;
 pub mod startup;

@@ -18,6 +18,7 @@ use crate::http::{self, health, limits};
 use crate::oauth;
 use crate::oauth::metadata::{self, MetadataCache};
 use crate::oauth::{authorize, introspect, jwks, revoke, token};
+use crate::proxy::TrustedProxies;
 use crate::telemetry::RequestSpan;
 use crate::tokens::{self, TokenService};
 use crate::vms;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub clients: KnownClients,
     pub max_body_bytes: usize,
     pub metadata: MetadataCache,
+    /// Whose `X-Forwarded-For` names a request's source (`--trust-proxy`).
+    pub proxies: TrustedProxies,
 }
 
 /// How often `serve` deletes expired and revoked rows.
@@ -86,6 +89,7 @@ impl Application {
             clients,
             max_body_bytes: config.max_body_bytes,
             metadata: MetadataCache::default(),
+            proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         });
         spawn_purge(state.clone().into_inner());
         spawn_checkpoints(state.db.clone());

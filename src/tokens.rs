@@ -32,6 +32,8 @@ pub enum GrantRequest {
         password: String,
         scope: Option<String>,
         tenant: Option<String>,
+        /// The address the attempt came from, for the lockout.
+        source: String,
     },
     Refresh {
         refresh_token: String,
@@ -47,7 +49,38 @@ pub enum GrantRequest {
         subject_token: String,
         subject_token_type: String,
         requested_token_type: Option<String>,
+        scope: Option<String>,
+        audience: Option<String>,
+        resource: Option<String>,
+        actor_token: Option<String>,
     },
+}
+
+/// Seconds until a sign-in from `source` is allowed again, or `None` when it is allowed now.
+/// `failures` are the username's failures inside the window, oldest first. A lock lifts when
+/// enough of the oldest failures have left the window to bring the count under its limit:
+/// `threshold` for this source, `lockout_user_ceiling` for all sources together.
+fn locked_for(
+    failures: &[(String, i64)],
+    source: &str,
+    settings: &TokenSettings,
+    now: i64,
+) -> Option<i64> {
+    let lifts_at = |times: &[i64], limit: i64| -> Option<i64> {
+        let limit = usize::try_from(limit).ok()?.max(1);
+        (times.len() >= limit).then(|| times[times.len() - limit] + settings.lockout_window)
+    };
+    let all: Vec<i64> = failures.iter().map(|(_, at)| *at).collect();
+    let mine: Vec<i64> = failures
+        .iter()
+        .filter(|(s, _)| s == source)
+        .map(|(_, at)| *at)
+        .collect();
+    let until = lifts_at(&mine, settings.lockout_threshold)
+        .into_iter()
+        .chain(lifts_at(&all, settings.lockout_user_ceiling))
+        .max()?;
+    Some((until - now).max(1))
 }
 
 /// RFC 8693 §3: the one token type Keyframe takes and issues in an exchange.
@@ -125,11 +158,13 @@ impl TokenService {
                 password,
                 scope,
                 tenant,
+                source,
             } => self.password_grant(
                 conn,
                 client,
                 &username,
                 &password,
+                &source,
                 scope.as_deref(),
                 tenant.as_deref(),
                 now,
@@ -162,14 +197,36 @@ impl TokenService {
                 subject_token,
                 subject_token_type,
                 requested_token_type,
-            } => self.exchange_grant(
-                conn,
-                client,
-                &subject_token,
-                &subject_token_type,
-                requested_token_type.as_deref(),
-                now,
-            ),
+                scope,
+                audience,
+                resource,
+                actor_token,
+            } => {
+                if actor_token.is_some() {
+                    // RFC 8693 §2.1: delegation needs an actor; Keyframe only impersonates.
+                    return Err(OAuthError::InvalidRequest(
+                        "actor_token is not supported: Keyframe exchanges without delegation"
+                            .into(),
+                    ));
+                }
+                for (name, target) in [("audience", &audience), ("resource", &resource)] {
+                    if target.as_ref().is_some_and(|t| t != &self.audience) {
+                        return Err(OAuthError::InvalidTarget(format!(
+                            "{name} must be omitted or {}: Keyframe issues tokens for no other",
+                            self.audience
+                        )));
+                    }
+                }
+                self.exchange_grant(
+                    conn,
+                    client,
+                    &subject_token,
+                    &subject_token_type,
+                    requested_token_type.as_deref(),
+                    scope.as_deref(),
+                    now,
+                )
+            }
         }
     }
 
@@ -180,6 +237,7 @@ impl TokenService {
         client: &Client,
         username: &str,
         password: &str,
+        source: &str,
         scope: Option<&str>,
         tenant: Option<&str>,
         now: i64,
@@ -191,7 +249,7 @@ impl TokenService {
         }
         let scopes = scope::resolve(scope, &client.scopes)?;
         let requested_tenant = tenant.map(parse_tenant).transpose()?;
-        let user = self.sign_in(conn, username, password, now)?;
+        let user = self.sign_in(conn, username, password, source, now)?;
         let tenant = choose_tenant(&user, requested_tenant)?;
 
         let (family, refresh) = self.new_grant(client, &user, scope::join(&scopes), now);
@@ -211,12 +269,14 @@ impl TokenService {
     }
 
     /// Checks a username and password, with the lockout: the password grant and the login
-    /// page give the same answers, in about the same time for unknown users.
+    /// page give the same answers, in about the same time for unknown users. `source` is the
+    /// address the attempt came from (see `proxy`).
     pub fn sign_in(
         &self,
         conn: &mut DbConnection,
         username: &str,
         password: &str,
+        source: &str,
         now: i64,
     ) -> Result<User, OAuthError> {
         // The lockout counts attempts per username whether or not it exists, so that it does
@@ -224,22 +284,20 @@ impl TokenService {
         let key = Username::parse(username)
             .map(|u| u.as_str().to_owned())
             .unwrap_or_else(|_| username.to_lowercase());
-        let window_start = now - self.settings.lockout_window;
-        let failures = db::tokens::count_failures(conn, &key, window_start)?;
-        if failures >= self.settings.lockout_threshold {
-            return Err(OAuthError::Locked {
-                retry_after: self.settings.lockout_window,
-            });
+        let failures = db::tokens::recent_failures(conn, &key, now - self.settings.lockout_window)?;
+        if let Some(retry_after) = locked_for(&failures, source, &self.settings, now) {
+            return Err(OAuthError::Locked { retry_after });
         }
         let Some(user) = users::check_password(conn, username, password)? else {
-            db::tokens::record_failure(conn, &secrets::random_id(), &key, now)?;
+            db::tokens::record_failure(conn, &secrets::random_id(), &key, source, now)?;
             return Err(OAuthError::InvalidGrant(
                 "invalid username or password".into(),
             ));
         };
-        // A success clears the count; most sign-ins have nothing to clear, so skip the write.
-        if failures > 0 {
-            db::tokens::clear_failures(conn, &key)?;
+        // A success clears its source's count (most sign-ins have nothing to clear, so skip
+        // the write); the other sources' failures still count towards the ceiling.
+        if failures.iter().any(|(s, _)| s == source) {
+            db::tokens::clear_failures(conn, &key, source)?;
         }
         Ok(user)
     }
@@ -622,9 +680,8 @@ impl TokenService {
                 return Ok(inactive);
             };
             let kind = principal
-                .token
-                .as_ref()
-                .map_or(api::Kind::System, |(_, kind)| *kind);
+                .api_token()
+                .map_or(api::Kind::System, |(_, kind)| kind);
             let mut answer = json!({
                 "active": true,
                 "token_type": kind.token_type(),
@@ -718,7 +775,18 @@ impl TokenService {
         if !row.digest.starts_with(generation) {
             return Ok(None);
         }
-        Ok(api::principal_of(conn, &row, now)?.filter(|p| p.tenant.as_str() == claims.tenant))
+        let Some(mut principal) =
+            api::principal_of(conn, &row, now)?.filter(|p| p.tenant.as_str() == claims.tenant)
+        else {
+            return Ok(None);
+        };
+        // An exchange may have narrowed the roles (RFC 8693 `scope`): the JWT acts with no
+        // role its scope does not name.
+        let granted = scope::split(&claims.scope);
+        principal
+            .roles
+            .retain(|r| granted.iter().any(|g| g == r.as_str()));
+        Ok(Some(principal))
     }
 
     /// Who a bearer token on Keyframe's own APIs speaks for: an API token, or an access token
@@ -750,7 +818,9 @@ impl TokenService {
             tenant,
             user_id: Some(user.id.clone()),
             username: Some(user.username.to_string()),
-            token: None,
+            credential: api::Credential::AccessToken {
+                scopes: scope::split(&claims.scope),
+            },
             expires_at: Some(claims.exp),
             created_at: Some(claims.iat),
         }))
@@ -759,6 +829,7 @@ impl TokenService {
     /// RFC 8693: an API token traded for a short-lived JWT that resource servers verify
     /// offline. The JWT carries the token's tenant, its roles as scope, and as `sub` the owning
     /// user or `tenant:<id>` for a system token.
+    #[allow(clippy::too_many_arguments)]
     fn exchange_grant(
         &self,
         conn: &mut DbConnection,
@@ -766,6 +837,7 @@ impl TokenService {
         subject_token: &str,
         subject_token_type: &str,
         requested_token_type: Option<&str>,
+        scope: Option<&str>,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.allows(GrantType::TokenExchange) {
@@ -788,7 +860,10 @@ impl TokenService {
             OAuthError::InvalidRequest("the subject_token is not a valid Keyframe API token".into())
         };
         let principal = api::authenticate(conn, subject_token, now)?.ok_or_else(unusable)?;
-        let (id, _) = principal.token.clone().ok_or_else(unusable)?;
+        let (id, _) = principal.api_token().ok_or_else(unusable)?;
+        let id = id.to_owned();
+        // RFC 8693 §2.1: at most what the subject token carries (its roles).
+        let scopes = scope::resolve(scope, &scope::split(&principal.scope()))?;
         let row = db::api_tokens::by_id(conn, &id)?.ok_or_else(unusable)?;
         let exp = principal
             .expires_at
@@ -803,7 +878,7 @@ impl TokenService {
             iat: now,
             jti: secrets::random_id(),
             client_id: client.client_id.clone(),
-            scope: principal.scope(),
+            scope: scope::join(&scopes),
             tenant: principal.tenant.as_str().to_owned(),
             sid: format!("{EXCHANGED_SID_PREFIX}{id}:{}", &row.digest[..12]),
         };
@@ -822,7 +897,9 @@ impl TokenService {
 
     /// RFC 7009. A refresh token ends its whole family; an access token is listed as revoked
     /// until it expires. Unknown tokens and other clients' tokens change nothing (and, per
-    /// §2.2, still get 200: the client cannot do anything useful with an error).
+    /// §2.2, still get 200: the client cannot do anything useful with an error). API tokens
+    /// are `unsupported_token_type` (§2.2.1): they are revoked through their own API and page,
+    /// and a silent 200 would let the caller believe it had revoked one.
     pub fn revoke(
         &self,
         conn: &mut DbConnection,
@@ -830,6 +907,12 @@ impl TokenService {
         token: &str,
         now: i64,
     ) -> Result<(), OAuthError> {
+        if api::well_formed(token).is_some() {
+            return Err(OAuthError::UnsupportedTokenType(
+                "API tokens are revoked through /api/v1/tenants/{tenant}/tokens or the /tokens page"
+                    .into(),
+            ));
+        }
         if token.starts_with(REFRESH_TOKEN_PREFIX) {
             if let Some((_, family)) = db::tokens::find_refresh(conn, &secrets::digest(token))? {
                 if family.client_id == client.client_id {
@@ -939,12 +1022,22 @@ mod tests {
 
     impl Fixture {
         fn password(&self, password: &str, now: i64) -> Result<TokenResponse, OAuthError> {
+            self.password_from("192.0.2.1", password, now)
+        }
+
+        fn password_from(
+            &self,
+            source: &str,
+            password: &str,
+            now: i64,
+        ) -> Result<TokenResponse, OAuthError> {
             let mut conn = self.db.conn().expect("conn");
             let request = GrantRequest::Password {
                 username: "Alice".into(),
                 password: password.into(),
                 scope: None,
                 tenant: None,
+                source: source.into(),
             };
             self.service.grant(&mut conn, &self.client, request, now)
         }
@@ -1147,9 +1240,46 @@ mod tests {
         }
         assert!(matches!(
             f.password("pw", T0 + 99),
-            Err(OAuthError::Locked { .. })
+            Err(OAuthError::Locked { retry_after: 1 })
         ));
         f.password("pw", T0 + 100).expect("the window has passed");
+    }
+
+    #[test]
+    fn one_source_locks_only_itself_until_the_user_ceiling() {
+        let f = fixture(TokenSettings {
+            lockout_threshold: 3,
+            lockout_user_ceiling: 7,
+            lockout_window: 100,
+            ..TokenSettings::default()
+        });
+        for i in 0..3 {
+            assert!(f.password_from("198.51.100.1", "wrong", T0 + i).is_err());
+        }
+        assert!(matches!(
+            f.password_from("198.51.100.1", "pw", T0 + 10),
+            Err(OAuthError::Locked { retry_after: 90 })
+        ));
+        f.password_from("192.0.2.1", "pw", T0 + 10)
+            .expect("another source is not locked");
+        // Four more failures from two other sources reach the ceiling of seven.
+        for source in ["203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"] {
+            assert!(matches!(
+                f.password_from(source, "wrong", T0 + 20),
+                Err(OAuthError::InvalidGrant(_))
+            ));
+        }
+        assert!(
+            matches!(
+                f.password_from("192.0.2.1", "pw", T0 + 30),
+                Err(OAuthError::Locked { retry_after: 70 })
+            ),
+            "the ceiling locks every source; it lifts when the oldest failure leaves the window"
+        );
+        f.password_from("192.0.2.1", "pw", T0 + 100)
+            .expect("the first failure left the window: six are under the ceiling");
+        f.password_from("198.51.100.1", "pw", T0 + 100)
+            .expect("the first source's own lock lifted at the same moment");
     }
 
     #[test]

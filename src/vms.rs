@@ -202,6 +202,7 @@ async fn login(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, VmsError> {
     let body: LoginBody = json_body(&req, payload, state.max_body_bytes).await?;
+    let source = state.proxies.source(&req);
     let _turn = crate::passwords::turn().await;
     let pair = web::block(move || {
         let mut conn = state.db.conn()?;
@@ -211,6 +212,7 @@ async fn login(
             password: body.password,
             scope: None,
             tenant: None,
+            source,
         };
         Ok::<_, VmsError>(
             state

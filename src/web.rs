@@ -183,6 +183,15 @@ fn render(
 }
 
 pub fn message(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    message_with_cookies(status, title, message, Vec::new())
+}
+
+pub fn message_with_cookies(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    cookies: Vec<Cookie<'static>>,
+) -> HttpResponse {
     page(
         status,
         &MessagePage {
@@ -190,7 +199,7 @@ pub fn message(status: StatusCode, title: &str, message: &str) -> HttpResponse {
             message: message.into(),
         },
         None,
-        Vec::new(),
+        cookies,
     )
 }
 
@@ -271,12 +280,32 @@ pub async fn checked_form(
     Ok(form)
 }
 
+/// Why a login form was refused, as the page answers it.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: &'static str,
+    /// Seconds until a locked sign-in may be tried again.
+    pub retry_after: Option<i64>,
+}
+
+impl Refusal {
+    /// Adds `Retry-After` to the page that tells of the refusal.
+    pub fn apply(&self, mut response: HttpResponse) -> HttpResponse {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
 /// The outcome of a login form.
 pub enum SignIn {
     /// The new session's cookie value.
     Started(PlainSecret),
     /// What the login page says, with its status. It never says whether the user exists.
-    Refused(StatusCode, &'static str),
+    Refused(Refusal),
 }
 
 /// Checks the credentials with the same rules and lockout as the password grant, and starts a
@@ -288,9 +317,10 @@ pub fn sign_in(
     previous: Option<&str>,
     username: &str,
     password: &str,
+    source: &str,
     now: i64,
 ) -> Result<SignIn, Error> {
-    match state.tokens.sign_in(conn, username, password, now) {
+    match state.tokens.sign_in(conn, username, password, source, now) {
         Ok(user) => {
             if let Some(previous) = previous {
                 sessions::end(conn, previous)?;
@@ -302,14 +332,16 @@ pub fn sign_in(
                 now,
             )?))
         }
-        Err(OAuthError::Locked { .. }) => Ok(SignIn::Refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-ins. Wait a while, then try again.",
-        )),
-        Err(OAuthError::InvalidGrant(_)) => Ok(SignIn::Refused(
-            StatusCode::UNAUTHORIZED,
-            "The username or password is not right.",
-        )),
+        Err(OAuthError::Locked { retry_after }) => Ok(SignIn::Refused(Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "Too many failed sign-ins. Wait a while, then try again.",
+            retry_after: Some(retry_after),
+        })),
+        Err(OAuthError::InvalidGrant(_)) => Ok(SignIn::Refused(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "The username or password is not right.",
+            retry_after: None,
+        })),
         Err(OAuthError::Server(error)) => Err(error),
         Err(other) => Err(Error::Internal(other.to_string())),
     }

@@ -93,6 +93,7 @@ diesel::table! {
         id -> Text,
         username -> Text,
         failed_at -> BigInt,
+        source -> Text,
     }
 }
 

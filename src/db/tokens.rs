@@ -275,33 +275,45 @@ pub fn revoke_access_token(
     }
 }
 
-pub fn count_failures(conn: &mut DbConnection, username: &str, since: i64) -> Result<i64, Error> {
+/// The username's failed sign-ins after `since`, oldest first, as (source, failed_at).
+pub fn recent_failures(
+    conn: &mut DbConnection,
+    username: &str,
+    since: i64,
+) -> Result<Vec<(String, i64)>, Error> {
     Ok(login_failures::table
         .filter(login_failures::username.eq(username))
         .filter(login_failures::failed_at.gt(since))
-        .count()
-        .get_result(conn)?)
+        .order(login_failures::failed_at.asc())
+        .select((login_failures::source, login_failures::failed_at))
+        .load(conn)?)
 }
 
 pub fn record_failure(
     conn: &mut DbConnection,
     id: &str,
     username: &str,
+    source: &str,
     now: i64,
 ) -> Result<(), Error> {
     diesel::insert_into(login_failures::table)
         .values((
             login_failures::id.eq(id),
             login_failures::username.eq(username),
+            login_failures::source.eq(source),
             login_failures::failed_at.eq(now),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn clear_failures(conn: &mut DbConnection, username: &str) -> Result<(), Error> {
-    diesel::delete(login_failures::table.filter(login_failures::username.eq(username)))
-        .execute(conn)?;
+pub fn clear_failures(conn: &mut DbConnection, username: &str, source: &str) -> Result<(), Error> {
+    diesel::delete(
+        login_failures::table
+            .filter(login_failures::username.eq(username))
+            .filter(login_failures::source.eq(source)),
+    )
+    .execute(conn)?;
     Ok(())
 }
 

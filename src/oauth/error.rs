@@ -28,6 +28,12 @@ pub enum OAuthError {
     UnsupportedGrantType(String),
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
+    /// RFC 8693 §2.2.2: an `audience` or `resource` the server cannot issue a token for.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
+    /// RFC 7009 §2.2.1: a token of a kind this endpoint does not revoke.
+    #[error("unsupported_token_type: {0}")]
+    UnsupportedTokenType(String),
     /// The body is over the configured limit.
     #[error("invalid_request: {0}")]
     TooLarge(String),
@@ -50,6 +56,8 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::InvalidTarget(_) => "invalid_target",
+            OAuthError::UnsupportedTokenType(_) => "unsupported_token_type",
             OAuthError::Unavailable(_) => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
         }
@@ -63,6 +71,8 @@ impl OAuthError {
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::UnsupportedGrantType(d)
             | OAuthError::InvalidScope(d)
+            | OAuthError::InvalidTarget(d)
+            | OAuthError::UnsupportedTokenType(d)
             | OAuthError::TooLarge(d)
             | OAuthError::ForeignTenant(d)
             | OAuthError::Unavailable(d) => d.clone(),
@@ -123,6 +133,9 @@ impl ResponseError for OAuthError {
                 header::WWW_AUTHENTICATE,
                 "Basic realm=\"keyframe\", charset=\"UTF-8\"",
             ));
+        }
+        if let OAuthError::Locked { retry_after } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         response.json(json!({ "error": self.code(), "error_description": self.description() }))
     }

@@ -15,6 +15,7 @@ pub async fn token(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form::read(&req, payload, state.max_body_bytes).await?;
     let presented = client_auth::presented(&req, &form)?;
+    let source = state.proxies.source(&req);
     let _turn = match form.get("grant_type") {
         Some("password") => crate::passwords::turn().await,
         _ => None,
@@ -23,7 +24,7 @@ pub async fn token(
         let mut conn = state.db.conn()?;
         // The client first: an unauthenticated caller learns nothing about the request.
         let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
-        let request = grant_request(&form)?;
+        let request = grant_request(&form, source)?;
         state
             .tokens
             .grant(&mut conn, &client, request, clock::now())
@@ -32,7 +33,7 @@ pub async fn token(
     Ok(no_store(HttpResponse::Ok()).json(response))
 }
 
-fn grant_request(form: &Form) -> Result<GrantRequest, OAuthError> {
+fn grant_request(form: &Form, source: String) -> Result<GrantRequest, OAuthError> {
     let optional = |name: &str| form.get(name).map(str::to_owned);
     match form.require("grant_type")? {
         "password" => Ok(GrantRequest::Password {
@@ -40,6 +41,7 @@ fn grant_request(form: &Form) -> Result<GrantRequest, OAuthError> {
             password: form.require("password")?.to_owned(),
             scope: optional("scope"),
             tenant: optional("tenant"),
+            source,
         }),
         "refresh_token" => Ok(GrantRequest::Refresh {
             refresh_token: form.require("refresh_token")?.to_owned(),
@@ -55,6 +57,10 @@ fn grant_request(form: &Form) -> Result<GrantRequest, OAuthError> {
             subject_token: form.require("subject_token")?.to_owned(),
             subject_token_type: form.require("subject_token_type")?.to_owned(),
             requested_token_type: optional("requested_token_type"),
+            scope: optional("scope"),
+            audience: optional("audience"),
+            resource: optional("resource"),
+            actor_token: optional("actor_token"),
         }),
         other => Err(OAuthError::UnsupportedGrantType(format!(
             "the grant type {other:?} is not supported"

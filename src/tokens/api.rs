@@ -112,6 +112,22 @@ pub struct ApiToken {
     pub expires_at: Option<i64>,
 }
 
+/// The scope an OAuth access token needs to manage tokens (create, renew, revoke). Clients get
+/// it only when their operator registered them with it: a third-party application's token, or
+/// one meant for an unrelated API, must not be able to mint credentials that outlive it.
+pub const MANAGE_SCOPE: &str = "keyframe:tokens";
+
+/// What a principal proved itself with: it decides what it may manage, beyond its roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A signed-in browser session on Keyframe's own pages.
+    Session,
+    /// An OAuth access token, with the scopes it carries.
+    AccessToken { scopes: Vec<String> },
+    /// An API token (id and kind), presented as itself or as a JWT exchanged from it.
+    ApiToken { id: String, kind: Kind },
+}
+
 /// Who is calling Keyframe's own APIs, in which tenant, with which roles.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -120,8 +136,7 @@ pub struct Principal {
     pub user_id: Option<String>,
     pub username: Option<String>,
     pub roles: Vec<Role>,
-    /// The API token used, if any (id and kind).
-    pub token: Option<(String, Kind)>,
+    pub credential: Credential,
     pub expires_at: Option<i64>,
     pub created_at: Option<i64>,
 }
@@ -129,6 +144,39 @@ pub struct Principal {
 impl Principal {
     pub fn is_owner(&self) -> bool {
         self.roles.contains(&Role::Owner)
+    }
+
+    pub fn is_admin_or_owner(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| matches!(r, Role::Owner | Role::Admin))
+    }
+
+    /// The API token this principal presented, if any.
+    pub fn api_token(&self) -> Option<(&str, Kind)> {
+        match &self.credential {
+            Credential::ApiToken { id, kind } => Some((id, *kind)),
+            _ => None,
+        }
+    }
+
+    /// Whether this credential may change API tokens at all (roles decide which ones). An API
+    /// token never may, nor a JWT exchanged from one: otherwise a leaked token could mint
+    /// successors that outlive its revocation.
+    pub fn may_manage_tokens(&self) -> Result<(), ApiError> {
+        match &self.credential {
+            Credential::Session => Ok(()),
+            Credential::AccessToken { scopes } if scopes.iter().any(|s| s == MANAGE_SCOPE) => {
+                Ok(())
+            }
+            Credential::AccessToken { .. } => Err(ApiError::InsufficientScope(format!(
+                "managing API tokens needs an access token with the {MANAGE_SCOPE} scope"
+            ))),
+            Credential::ApiToken { .. } => Err(ApiError::InsufficientScope(format!(
+                "API tokens cannot manage API tokens: sign in, or use an access token with the \
+                 {MANAGE_SCOPE} scope"
+            ))),
+        }
     }
 
     /// `sub` of what this principal gets: the user, or `tenant:<id>` for a system token.
@@ -154,6 +202,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// RFC 6750 §3.1: the credential is valid but lacks [`MANAGE_SCOPE`].
+    #[error("{0}")]
+    InsufficientScope(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -191,14 +242,28 @@ fn in_tenant(principal: &Principal, tenant: &TenantId) -> Result<(), ApiError> {
     }
 }
 
-/// Personal tokens: their owner. Anything, including system tokens: the tenant's owners, as
-/// people (a system token cannot mint or renew credentials, so a leaked one cannot persist).
-fn may_manage(principal: &Principal, token: &ApiToken) -> bool {
+/// What is being done to an existing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Renew,
+    Revoke,
+}
+
+/// Only people change tokens (a system token cannot, so a leaked one cannot persist itself).
+/// A personal token is renewed only by its own user: whoever renews it receives its secret and
+/// could act as that user. Owners and admins may revoke others' personal tokens; system tokens
+/// are the owners' to renew and revoke.
+pub fn may_change(principal: &Principal, token: &ApiToken, change: Change) -> bool {
     let Some(user) = &principal.user_id else {
         return false;
     };
-    principal.is_owner()
-        || (token.kind == Kind::Personal && token.owner.as_ref().is_some_and(|o| &o.id == user))
+    match token.kind {
+        Kind::Personal => {
+            token.owner.as_ref().is_some_and(|o| &o.id == user)
+                || (change == Change::Revoke && principal.is_admin_or_owner())
+        }
+        Kind::System => principal.is_owner(),
+    }
 }
 
 pub fn create(
@@ -209,6 +274,7 @@ pub fn create(
     now: i64,
 ) -> Result<(ApiToken, PlainSecret), ApiError> {
     in_tenant(principal, tenant)?;
+    principal.may_manage_tokens()?;
     let name = new.name.trim().to_owned();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
@@ -286,8 +352,8 @@ pub fn create(
     Ok((token, secret))
 }
 
-/// A user sees their own personal tokens; an owner also the tenant's system tokens and every
-/// member's personal tokens.
+/// A user sees their own personal tokens; an admin also every member's personal tokens (to
+/// revoke them); an owner also the tenant's system tokens.
 pub fn list(
     conn: &mut DbConnection,
     principal: &Principal,
@@ -300,13 +366,15 @@ pub fn list(
         ));
     };
     let all = db::api_tokens::list(conn, tenant)?;
-    Ok(if principal.is_owner() {
-        all
-    } else {
-        all.into_iter()
-            .filter(|t| t.kind == Kind::Personal && t.owner.as_ref().is_some_and(|o| &o.id == user))
-            .collect()
-    })
+    let owner = principal.is_owner();
+    let admin = principal.is_admin_or_owner();
+    Ok(all
+        .into_iter()
+        .filter(|t| match t.kind {
+            Kind::System => owner,
+            Kind::Personal => admin || t.owner.as_ref().is_some_and(|o| &o.id == user),
+        })
+        .collect())
 }
 
 fn managed(
@@ -314,12 +382,18 @@ fn managed(
     principal: &Principal,
     tenant: &TenantId,
     id: &str,
+    change: Change,
 ) -> Result<ApiToken, ApiError> {
     in_tenant(principal, tenant)?;
+    principal.may_manage_tokens()?;
     let token = db::api_tokens::find(conn, tenant, id)?
         .ok_or_else(|| ApiError::NotFound(format!("no token {id} in tenant {tenant}")))?;
-    if may_manage(principal, &token) {
+    if may_change(principal, &token, change) {
         Ok(token)
+    } else if change == Change::Renew && token.kind == Kind::Personal {
+        Err(ApiError::Forbidden(
+            "a personal token is renewed only by the user it belongs to".into(),
+        ))
     } else {
         Err(ApiError::Forbidden(
             "your role does not allow changing this token".into(),
@@ -334,7 +408,7 @@ pub fn renew(
     tenant: &TenantId,
     id: &str,
 ) -> Result<(ApiToken, PlainSecret), ApiError> {
-    let token = managed(conn, principal, tenant, id)?;
+    let token = managed(conn, principal, tenant, id, Change::Renew)?;
     let secret = generate(token.kind);
     db::api_tokens::set_digest(conn, &token.id, &secret.digest())?;
     Ok((token, secret))
@@ -346,7 +420,7 @@ pub fn delete(
     tenant: &TenantId,
     id: &str,
 ) -> Result<(), ApiError> {
-    let token = managed(conn, principal, tenant, id)?;
+    let token = managed(conn, principal, tenant, id, Change::Revoke)?;
     db::api_tokens::delete(conn, &token.id)?;
     Ok(())
 }
@@ -385,16 +459,16 @@ pub fn principal_of(
         return Ok(None);
     }
     let tenant = TenantId::from_db(row.tenant_id.clone());
-    let token = Some((
-        row.id.clone(),
-        Kind::parse(&row.kind).unwrap_or(Kind::System),
-    ));
+    let credential = Credential::ApiToken {
+        id: row.id.clone(),
+        kind: Kind::parse(&row.kind).unwrap_or(Kind::System),
+    };
     let base = |user_id, username, roles| Principal {
         tenant: tenant.clone(),
         user_id,
         username,
         roles,
-        token: token.clone(),
+        credential: credential.clone(),
         expires_at: row.expires_at,
         created_at: Some(row.created_at),
     };

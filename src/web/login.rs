@@ -34,6 +34,7 @@ pub async fn login(
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let previous = web::session_value(&req);
+    let source = state.proxies.source(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
@@ -41,7 +42,7 @@ pub async fn login(
         let now = clock::now();
         let request = match AuthorizationRequest::parse(&mut conn, &query, &worker.tokens.issuer) {
             Ok(request) => request,
-            Err(refusal) => return Ok((Step::from(refusal), None)),
+            Err(refusal) => return Ok((Step::from(refusal), Err(None))),
         };
         match web::sign_in(
             &worker,
@@ -49,30 +50,34 @@ pub async fn login(
             previous.as_deref(),
             &username,
             &password,
+            &source,
             now,
         )? {
             web::SignIn::Started(session) => {
                 let next = format!("/oauth/authorize?{}", without_prompt_login(&query));
-                Ok((Step::Redirect(next), Some(session)))
+                Ok((Step::Redirect(next), Ok(session)))
             }
-            web::SignIn::Refused(status, message) => Ok((
+            web::SignIn::Refused(refusal) => Ok((
                 authorize::login_step(
                     &request,
                     &query,
                     username.clone(),
-                    Some((status, message.to_owned())),
+                    Some((refusal.status, refusal.message.to_owned())),
                 ),
-                None,
+                Err(Some(refusal)),
             )),
         }
     })
     .await;
     match result {
-        Ok(Ok((Step::Redirect(location), Some(session)))) => {
+        Ok(Ok((Step::Redirect(location), Ok(session)))) => {
             let secure = state.tokens.issuer.starts_with("https://");
             let cookie =
                 web::session_cookie(session.expose(), secure, state.tokens.settings.session_ttl);
             web::redirect(StatusCode::SEE_OTHER, &location, vec![cookie])
+        }
+        Ok(Ok((step, Err(Some(refusal))))) => {
+            refusal.apply(authorize::respond(&req, &state, step, true))
         }
         Ok(Ok((step, _))) => authorize::respond(&req, &state, step, true),
         Ok(Err(error)) => authorize::respond(&req, &state, authorize::internal(error), true),
@@ -85,8 +90,41 @@ pub async fn login(
     }
 }
 
+/// The authorization request a sign-out came from, when it is one: a query string without
+/// control characters or white space that names `response_type` and `client_id` once each.
+/// It comes back re-serialised, so nothing the form carried reaches a header unencoded.
+fn authorization_query(raw: &str) -> Option<String> {
+    if raw.is_empty() || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.chars().chain(v.chars()).any(char::is_control))
+    {
+        return None;
+    }
+    let once = |name: &str| {
+        pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .count()
+            == 1
+    };
+    if !once("response_type") || !once("client_id") {
+        return None;
+    }
+    Some(
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish(),
+    )
+}
+
 /// `POST /oauth/logout`: ends the session. With the authorization request it came from, the
-/// flow starts again at the login page.
+/// flow starts again at the login page. Every answer clears the cookie, failures included.
 pub async fn logout(
     req: HttpRequest,
     payload: aweb::Payload,
@@ -96,6 +134,8 @@ pub async fn logout(
         Ok(form) => form,
         Err(response) => return response,
     };
+    let secure = state.tokens.issuer.starts_with("https://");
+    let cleared = || vec![web::clear_session_cookie(secure)];
     if let Some(cookie) = web::session_value(&req) {
         let worker = state.clone();
         let ended = aweb::block(move || {
@@ -104,34 +144,53 @@ pub async fn logout(
         })
         .await;
         if !matches!(ended, Ok(Ok(()))) {
-            return authorize::respond(
-                &req,
-                &state,
-                authorize::internal(Error::Internal("sign-out failed".into())),
-                true,
+            tracing::error!("sign-out could not end the session in the database");
+            return web::message_with_cookies(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "You may not be fully signed out. Please try again in a moment.",
+                cleared(),
             );
         }
     }
-    let secure = state.tokens.issuer.starts_with("https://");
-    match form.get("request") {
-        Some(query) => {
-            let location = format!("/oauth/authorize?{query}");
-            web::redirect(
-                StatusCode::SEE_OTHER,
-                &location,
-                vec![web::clear_session_cookie(secure)],
-            )
-        }
-        None => {
-            let mut response = web::message(
-                StatusCode::OK,
-                "Signed out",
-                "You are signed out of Keyframe.",
-            );
-            if let Err(error) = response.add_cookie(&web::clear_session_cookie(secure)) {
-                tracing::error!(%error, "could not clear the session cookie");
-            }
-            response
+    match form.get("request").and_then(authorization_query) {
+        Some(query) => web::redirect(
+            StatusCode::SEE_OTHER,
+            &format!("/oauth/authorize?{query}"),
+            cleared(),
+        ),
+        None => web::message_with_cookies(
+            StatusCode::OK,
+            "Signed out",
+            "You are signed out of Keyframe.",
+            cleared(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_out_returns_only_to_authorization_requests() {
+        let query = "response_type=code&client_id=abc&state=x%20y&redirect_uri=https%3A%2F%2Fa.example%2Fcb";
+        assert_eq!(
+            authorization_query(query).as_deref(),
+            Some("response_type=code&client_id=abc&state=x+y&redirect_uri=https%3A%2F%2Fa.example%2Fcb")
+        );
+        for bad in [
+            "",
+            "client_id=abc",
+            "response_type=code",
+            "response_type=code&client_id=abc\r\nSet-Cookie: x=1",
+            "response_type=code&client_id=abc&state=%0d%0aSet-Cookie:%20x=1",
+            "response_type=code&client_id=abc&client_id=def",
+            "response_type=code&client_id=",
+            "response_type=code&client_id=abc&x=%00",
+            "response_type=code&client_id=abc&=v",
+        ] {
+            assert_eq!(authorization_query(bad), None, "{bad:?}");
         }
     }
 }

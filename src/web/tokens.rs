@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::secrets::PlainSecret;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
-use crate::tokens::api::{self, ApiError, ApiToken, Kind, NewApiToken, Principal};
+use crate::tokens::api::{self, ApiError, ApiToken, Change, Kind, NewApiToken, Principal};
 use crate::users::User;
 use crate::web::{self, LoginPage, TenantOption};
 use crate::{clock, sessions};
@@ -26,6 +26,9 @@ pub struct TokenRow {
     pub created: String,
     pub last_used: String,
     pub expires: String,
+    /// Whether the signed-in user may renew it (and so see a new secret).
+    pub renewable: bool,
+    pub revocable: bool,
 }
 
 pub struct Section {
@@ -72,8 +75,10 @@ fn date(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-fn row(token: &ApiToken) -> TokenRow {
+fn row(principal: &Principal, token: &ApiToken) -> TokenRow {
     TokenRow {
+        renewable: api::may_change(principal, token, Change::Renew),
+        revocable: api::may_change(principal, token, Change::Revoke),
         id: token.id.clone(),
         name: token.name.clone(),
         owner: token.owner.as_ref().map(|o| o.username.clone()),
@@ -125,7 +130,7 @@ fn principal(user: &User, tenant: Option<&str>) -> Result<Principal, String> {
         user_id: Some(user.id.clone()),
         username: Some(user.username.to_string()),
         roles: vec![membership.role],
-        token: None,
+        credential: api::Credential::Session,
         expires_at: None,
         created_at: None,
     })
@@ -146,25 +151,34 @@ fn render_page(
     let mut sections = vec![Section {
         id: "my-tokens",
         title: "My tokens",
-        tokens: tokens.iter().filter(mine).map(row).collect(),
+        tokens: tokens
+            .iter()
+            .filter(mine)
+            .map(|t| row(principal, t))
+            .collect(),
     }];
-    if principal.is_owner() {
+    // `api::list` returned only what this user may see: others' personal tokens to admins and
+    // owners, system tokens to owners.
+    let others: Vec<TokenRow> = tokens
+        .iter()
+        .filter(|t| t.kind == Kind::Personal && !mine(t))
+        .map(|t| row(principal, t))
+        .collect();
+    if principal.is_admin_or_owner() {
         sections.push(Section {
             id: "user-tokens",
             title: "Organization user tokens",
-            tokens: tokens
-                .iter()
-                .filter(|t| t.kind == Kind::Personal && !mine(t))
-                .map(row)
-                .collect(),
+            tokens: others,
         });
+    }
+    if principal.is_owner() {
         sections.push(Section {
             id: "system-tokens",
             title: "System tokens",
             tokens: tokens
                 .iter()
                 .filter(|t| t.kind == Kind::System)
-                .map(row)
+                .map(|t| row(principal, t))
                 .collect(),
         });
     }
@@ -271,7 +285,7 @@ fn refused(
     csrf: String,
 ) -> Result<Outcome, Error> {
     let status = match &error {
-        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
         ApiError::NotFound(_) => StatusCode::NOT_FOUND,
         ApiError::Invalid(_) | ApiError::Unauthorized(_) => StatusCode::BAD_REQUEST,
         ApiError::Internal(_) => return Err(Error::Internal(error.to_string())),
@@ -436,6 +450,15 @@ pub async fn confirm(
         let Some(token) = tokens.into_iter().find(|t| t.id == id) else {
             return Ok(Outcome::Message(StatusCode::NOT_FOUND, "No such token", "It may have been revoked already.".into()));
         };
+        let change = if action == "renew" { Change::Renew } else { Change::Revoke };
+        if !api::may_change(&principal, &token, change) {
+            let why = if change == Change::Renew && token.kind == Kind::Personal {
+                "A personal token is renewed only by the user it belongs to."
+            } else {
+                "Your role does not allow changing this token."
+            };
+            return Ok(Outcome::Message(StatusCode::FORBIDDEN, "Not allowed", why.into()));
+        }
         let (title, explanation, button) = match action {
             "renew" => (
                 format!("Renew “{}”?", token.name),
@@ -508,13 +531,26 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths: an open redirect would make the login page a phishing tool.
-fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
+/// Where to go after signing in: `next` only when it names a page of the issuer's own origin.
+/// Anything with control characters or white space is refused before parsing, as browsers
+/// silently drop tabs and newlines (`/\t/evil.example` becomes `//evil.example`). The answer is
+/// the path, query and fragment as the URL parser serialised them, so it is always local.
+fn local_path(issuer: &str, next: Option<&str>) -> String {
+    const DEFAULT: &str = "/tokens";
+    let Some(next) = next else {
+        return DEFAULT.into();
+    };
+    if next.is_empty() || next.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return DEFAULT.into();
+    }
+    let Ok(base) = url::Url::parse(issuer) else {
+        return DEFAULT.into();
+    };
+    match base.join(next) {
+        Ok(target) if target.origin() == base.origin() => {
+            target[url::Position::BeforePath..].to_owned()
         }
-        _ => "/tokens".into(),
+        _ => DEFAULT.into(),
     }
 }
 
@@ -529,7 +565,7 @@ pub async fn login_page(
     let page = LoginPage {
         action: "/login",
         client_name: "Keyframe".into(),
-        request: local_path(query.next.as_deref()),
+        request: local_path(&state.tokens.issuer, query.next.as_deref()),
         csrf,
         username: String::new(),
         error: None,
@@ -547,10 +583,11 @@ pub async fn login(
         Ok(form) => form,
         Err(response) => return response,
     };
-    let next = local_path(form.get("request"));
+    let next = local_path(&state.tokens.issuer, form.get("request"));
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let previous = web::session_value(&req);
+    let source = state.proxies.source(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
@@ -562,10 +599,11 @@ pub async fn login(
             previous.as_deref(),
             &username,
             &password,
+            &source,
             now,
         )? {
             web::SignIn::Started(session) => Ok::<_, Error>(Ok(session)),
-            web::SignIn::Refused(status, message) => Ok(Err((status, message, username))),
+            web::SignIn::Refused(refusal) => Ok(Err((refusal, username))),
         }
     })
     .await;
@@ -576,7 +614,7 @@ pub async fn login(
                 web::session_cookie(session.expose(), secure, state.tokens.settings.session_ttl);
             web::redirect(StatusCode::SEE_OTHER, &next, vec![cookie])
         }
-        Ok(Ok(Err((status, message, username)))) => {
+        Ok(Ok(Err((refusal, username)))) => {
             let (csrf, cookie) = web::csrf_token(&req, secure);
             let page = LoginPage {
                 action: "/login",
@@ -584,9 +622,14 @@ pub async fn login(
                 request: next,
                 csrf,
                 username,
-                error: Some(message.into()),
+                error: Some(refusal.message.into()),
             };
-            web::page(status, &page, None, cookie.into_iter().collect())
+            refusal.apply(web::page(
+                refusal.status,
+                &page,
+                None,
+                cookie.into_iter().collect(),
+            ))
         }
         _ => web::message(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -609,17 +652,32 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_login() {
-        assert_eq!(
-            local_path(Some("/tokens?tenant=acme")),
-            "/tokens?tenant=acme"
-        );
+        let issuer = "https://auth.example";
+        for (next, expected) in [
+            ("/tokens?tenant=acme", "/tokens?tenant=acme"),
+            ("/tokens#created", "/tokens#created"),
+            ("https://auth.example/tokens", "/tokens"),
+            ("tokens?tenant=beta", "/tokens?tenant=beta"),
+        ] {
+            assert_eq!(local_path(issuer, Some(next)), expected, "{next}");
+        }
         for hostile in [
             "https://evil.example/",
             "//evil.example",
             "/\\evil.example",
-            "tokens",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            " //evil.example",
+            "/\u{a0}/evil.example",
+            "http://auth.example/tokens",
+            "https://auth.example:444/tokens",
+            "javascript:alert(1)",
+            "",
         ] {
-            assert_eq!(local_path(Some(hostile)), "/tokens", "{hostile}");
+            assert_eq!(local_path(issuer, Some(hostile)), "/tokens", "{hostile:?}");
         }
+        assert_eq!(local_path(issuer, None), "/tokens");
     }
 }

@@ -21,7 +21,7 @@ struct World {
 }
 
 /// Tenants acme and beta; olivia owns acme and is a member of beta, max is a member of acme;
-/// a confidential client with the password and token-exchange grants.
+/// a confidential client with the password and token-exchange grants and `keyframe:tokens`.
 async fn world(backend: Backend) -> World {
     let db = TestDb::new(backend).expect("database");
     let url = db.url.clone();
@@ -71,6 +71,9 @@ async fn world(backend: Backend) -> World {
         "password",
         "--grant-type",
         EXCHANGE,
+        // A first-party client: its access tokens may manage API tokens.
+        "--scope",
+        "keyframe:tokens",
     ];
     let client = keyframe(&url, &args, None).await.json();
     World {

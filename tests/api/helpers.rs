@@ -114,6 +114,7 @@ pub fn config(database_url: &str) -> Config {
         sqlite_max_log_bytes: keyframe::db::DbOptions::DEFAULT_SQLITE_MAX_LOG_BYTES,
         tokens: keyframe::config::TokenSettings::default(),
         vms_api: true,
+        trusted_proxies: Vec::new(),
     }
 }
 
