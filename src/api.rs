@@ -8,22 +8,20 @@ use serde_json::json;
 use crate::clock;
 use crate::db::DbConnection;
 use crate::error::Error;
+use crate::http::endpoint::Endpoint;
 use crate::http::{bearer, read_json};
 use crate::startup::AppState;
 use crate::tenants::TenantId;
 use crate::tokens::api::{self, ApiError, NewApiToken, Principal};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/tenants/{tenant}/tokens", web::get().to(list))
-        .route("/api/v1/tenants/{tenant}/tokens", web::post().to(create))
-        .route(
-            "/api/v1/tenants/{tenant}/tokens/{id}/renew",
-            web::post().to(renew),
-        )
-        .route(
-            "/api/v1/tenants/{tenant}/tokens/{id}",
-            web::delete().to(delete),
-        );
+    cfg.service(
+        Endpoint::new("/api/v1/tenants/{tenant}/tokens")
+            .get(list)
+            .post(create),
+    )
+    .service(Endpoint::new("/api/v1/tenants/{tenant}/tokens/{id}/renew").post(renew))
+    .service(Endpoint::new("/api/v1/tenants/{tenant}/tokens/{id}").delete(delete));
 }
 
 /// `{"error", "error_description"}`, the shape of every Keyframe JSON error.

@@ -133,6 +133,31 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), Error> {
     if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::Invalid(format!("invalid redirect URI {uri:?}")));
     }
+    // A code sent over plain http can be read on the way; only a loopback listener (a native
+    // app's, RFC 8252 §7.3) never leaves the machine (RFC 9700 §2.1).
+    if parsed.scheme() == "http" {
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+            Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+            None => false,
+        };
+        if !loopback {
+            return Err(Error::Invalid(format!(
+                "invalid redirect URI {uri:?}: http is allowed only for loopback (127.0.0.1, [::1], localhost); use https"
+            )));
+        }
+    }
+    // Schemes that run or embed content in the browser instead of reaching an application.
+    if matches!(
+        parsed.scheme(),
+        "javascript" | "data" | "vbscript" | "file" | "blob"
+    ) {
+        return Err(Error::Invalid(format!(
+            "invalid redirect URI {uri:?}: the {} scheme cannot receive a code",
+            parsed.scheme()
+        )));
+    }
     Ok(())
 }
 
@@ -380,10 +405,13 @@ mod tests {
     }
 
     #[test]
-    fn redirect_uris_are_absolute_without_fragment() {
+    fn redirect_uris_are_absolute_https_or_loopback_without_fragment() {
         for ok in [
             "https://app.example/cb",
             "http://127.0.0.1:8000/cb?x=1",
+            "http://[::1]:8000/cb",
+            "http://localhost:8000/cb",
+            "http://LOCALHOST/cb",
             "com.example.app:/oauth",
         ] {
             assert!(validate_redirect_uri(ok).is_ok(), "{ok}");
@@ -394,6 +422,12 @@ mod tests {
             "https://app.example/cb#frag",
             "https://app.example/cb#",
             "",
+            "http://app.example/cb",
+            "http://127.0.0.2/cb",
+            "http://localhost.evil.example/cb",
+            "http://[::2]/cb",
+            "javascript:alert(1)",
+            "data:text/html,hi",
         ] {
             assert!(validate_redirect_uri(bad).is_err(), "{bad}");
         }

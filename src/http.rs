@@ -1,5 +1,6 @@
 //! HTTP concerns shared by every surface: JSON error bodies, body limits, health.
 
+pub mod endpoint;
 pub mod health;
 pub mod limits;
 

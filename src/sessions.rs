@@ -6,7 +6,6 @@ use crate::error::Error;
 use crate::secrets::{self, PlainSecret};
 use crate::users::User;
 
-pub const COOKIE: &str = "kf_session";
 const PREFIX: &str = "kf_ss_";
 
 /// Starts a session; the value goes into the cookie and nowhere else.

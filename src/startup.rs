@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
 
@@ -14,6 +15,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::db::{DatabaseUrl, Db, DbOptions};
 use crate::error::Error;
+use crate::http::endpoint::Endpoint;
 use crate::http::{self, health, limits};
 use crate::oauth;
 use crate::oauth::metadata::{self, MetadataCache};
@@ -22,6 +24,7 @@ use crate::proxy::TrustedProxies;
 use crate::telemetry::RequestSpan;
 use crate::tokens::{self, TokenService};
 use crate::vms;
+use crate::web as pages;
 
 /// What every handler may use. Built once at start.
 pub struct AppState {
@@ -32,6 +35,13 @@ pub struct AppState {
     pub metadata: MetadataCache,
     /// Whose `X-Forwarded-For` names a request's source (`--trust-proxy`).
     pub proxies: TrustedProxies,
+}
+
+impl AppState {
+    /// The pages' cookies, named and flagged for this issuer.
+    pub fn cookies(&self) -> crate::web::cookies::Cookies {
+        crate::web::cookies::Cookies::for_issuer(&self.tokens.issuer)
+    }
 }
 
 /// How often `serve` deletes expired and revoked rows.
@@ -100,58 +110,45 @@ impl Application {
                 .wrap(from_fn(move |req, next| {
                     limits::enforce_body_limit(limit, req, next)
                 }))
+                // Every answer, JSON included, is taken for what its Content-Type says.
+                .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::FormConfig::default().limit(limit))
                 .app_data(web::JsonConfig::default().limit(limit))
-                .route("/healthz", web::get().to(health::healthz))
-                .route(
-                    oauth::AUTHORIZATION_PATH,
-                    web::get().to(authorize::authorize),
+                .service(Endpoint::new("/healthz").get(health::healthz))
+                .service(Endpoint::new(oauth::AUTHORIZATION_PATH).get(authorize::authorize))
+                .service(Endpoint::new("/oauth/authorize/login").post(pages::login::login))
+                .service(Endpoint::new("/oauth/authorize/consent").post(pages::consent::consent))
+                .service(Endpoint::new("/oauth/logout").post(pages::login::logout))
+                .service(Endpoint::new("/static/keyframe.css").get(pages::stylesheet))
+                .service(Endpoint::new("/static/copy.js").get(pages::copy_script))
+                .service(
+                    Endpoint::new("/login")
+                        .get(pages::tokens::login_page)
+                        .post(pages::tokens::login),
                 )
-                .route(
-                    "/oauth/authorize/login",
-                    web::post().to(crate::web::login::login),
+                .service(Endpoint::new("/tokens").get(pages::tokens::show))
+                .service(Endpoint::new("/tokens/create").post(pages::tokens::create))
+                .service(
+                    Endpoint::new("/tokens/{id}/{action}")
+                        .get(pages::tokens::confirm)
+                        .post(pages::tokens::change),
                 )
-                .route(
-                    "/oauth/authorize/consent",
-                    web::post().to(crate::web::consent::consent),
-                )
-                .route("/oauth/logout", web::post().to(crate::web::login::logout))
-                .route(
-                    "/static/keyframe.css",
-                    web::get().to(crate::web::stylesheet),
-                )
-                .route("/static/copy.js", web::get().to(crate::web::copy_script))
-                .route("/login", web::get().to(crate::web::tokens::login_page))
-                .route("/login", web::post().to(crate::web::tokens::login))
-                .route("/tokens", web::get().to(crate::web::tokens::show))
-                .route("/tokens/create", web::post().to(crate::web::tokens::create))
-                .route(
-                    "/tokens/{id}/{action}",
-                    web::get().to(crate::web::tokens::confirm),
-                )
-                .route(
-                    "/tokens/{id}/{action}",
-                    web::post().to(crate::web::tokens::change),
-                )
-                .route(oauth::TOKEN_PATH, web::post().to(token::token))
-                .route(
-                    oauth::INTROSPECTION_PATH,
-                    web::post().to(introspect::introspect),
-                )
-                .route(oauth::REVOCATION_PATH, web::post().to(revoke::revoke))
-                .route(oauth::JWKS_PATH, web::get().to(jwks::jwks))
+                .service(Endpoint::new(oauth::TOKEN_PATH).post(token::token))
+                .service(Endpoint::new(oauth::INTROSPECTION_PATH).post(introspect::introspect))
+                .service(Endpoint::new(oauth::REVOCATION_PATH).post(revoke::revoke))
+                .service(Endpoint::new(oauth::JWKS_PATH).get(jwks::jwks))
                 .configure(crate::api::configure)
                 .configure(|cfg| {
                     if vms_api {
                         vms::configure(cfg);
                     }
                 })
-                .route(
-                    "/.well-known/oauth-authorization-server",
-                    web::get().to(metadata::authorization_server),
+                .service(
+                    Endpoint::new("/.well-known/oauth-authorization-server")
+                        .get(metadata::authorization_server),
                 )
                 .default_service(web::to(http::not_found))
         })

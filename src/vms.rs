@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::clients::{Client, GrantType, KnownClients};
 use crate::db::{self, DbConnection};
+use crate::http::endpoint::Endpoint;
 use crate::http::read_json;
 use crate::oauth::error::OAuthError;
 use crate::startup::AppState;
@@ -19,12 +20,9 @@ pub const CLIENT_ID: &str = "keyframe-vms-api";
 const CLIENT_NAME: &str = "VideoManager-compatible API (built in)";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/vms/auth/login", web::post().to(login))
-        .route(
-            "/v1/vms/auth/refresh/{video_manager_id}",
-            web::post().to(refresh),
-        )
-        .route("/v1/vms", web::get().to(list));
+    cfg.service(Endpoint::new("/v1/vms/auth/login").post(login))
+        .service(Endpoint::new("/v1/vms/auth/refresh/{video_manager_id}").post(refresh))
+        .service(Endpoint::new("/v1/vms").get(list));
 }
 
 pub fn builtin_client(

@@ -1,10 +1,11 @@
 //! Browser pages: the shared machinery (headers, CSRF, cookies, templates) and the handlers.
 
 pub mod consent;
+pub mod cookies;
 pub mod login;
 pub mod tokens;
 
-use actix_web::cookie::{Cookie, SameSite};
+use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
@@ -14,14 +15,12 @@ use crate::db::DbConnection;
 use crate::error::Error;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::Form;
-use crate::secrets;
 use crate::secrets::PlainSecret;
 use crate::sessions;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
 use crate::users::User;
 
-const CSRF_COOKIE: &str = "kf_csrf";
 const STYLESHEET: &str = include_str!("../templates/static/keyframe.css");
 const COPY_SCRIPT: &str = include_str!("../templates/static/copy.js");
 
@@ -101,6 +100,10 @@ impl ConsentPage {
 
 /// A scope in words: `video:read` reads "View your video". Unknown shapes are named as they are.
 pub fn describe_scope(scope: &str) -> String {
+    if scope == crate::tokens::api::MANAGE_SCOPE {
+        // Consent must say plainly that this one outlives the sign-in.
+        return "Create, renew and revoke your long-lived API tokens".into();
+    }
     let (resource, action) = match scope.split_once(':') {
         Some((resource, action)) => (resource.replace(['_', '-', '.'], " "), action),
         None => return format!("Use “{scope}”"),
@@ -225,43 +228,13 @@ fn csp_source(uri: &str) -> Option<String> {
     }
 }
 
-/// The double-submit CSRF token: the cookie's value if it has one, else a new one with the
-/// cookie to set. A cross-site page can neither read nor set this cookie.
-pub fn csrf_token(req: &HttpRequest, secure: bool) -> (String, Option<Cookie<'static>>) {
-    if let Some(existing) = req
-        .cookie(CSRF_COOKIE)
-        .map(|c| c.value().to_owned())
-        .filter(|v| v.len() >= 22)
-    {
-        return (existing, None);
-    }
-    let token = secrets::random_id();
-    let cookie = Cookie::build(CSRF_COOKIE, token.clone())
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Strict)
-        .finish();
-    (token, Some(cookie))
-}
-
-pub fn csrf_ok(req: &HttpRequest, submitted: Option<&str>) -> bool {
-    use subtle::ConstantTimeEq;
-    match (req.cookie(CSRF_COOKIE), submitted) {
-        (Some(cookie), Some(submitted)) if !submitted.is_empty() => {
-            cookie.value().as_bytes().ct_eq(submitted.as_bytes()).into()
-        }
-        _ => false,
-    }
-}
-
 /// A form posted by one of the pages, CSRF-checked; otherwise the error page to answer.
 pub async fn checked_form(
     req: &HttpRequest,
     payload: actix_web::web::Payload,
-    limit: usize,
+    state: &AppState,
 ) -> Result<Form, HttpResponse> {
-    let form = crate::oauth::form::read(req, payload, limit)
+    let form = crate::oauth::form::read(req, payload, state.max_body_bytes)
         .await
         .map_err(|e| {
             message(
@@ -270,7 +243,7 @@ pub async fn checked_form(
                 &e.description(),
             )
         })?;
-    if !csrf_ok(req, form.get("csrf")) {
+    if !state.cookies().csrf_ok(req, form.get("csrf")) {
         return Err(message(
             StatusCode::FORBIDDEN,
             "This form has expired",
@@ -347,24 +320,13 @@ pub fn sign_in(
     }
 }
 
-pub fn session_cookie(value: &str, secure: bool, max_age: i64) -> Cookie<'static> {
-    Cookie::build(sessions::COOKIE, value.to_owned())
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
-        .finish()
-}
-
-pub fn clear_session_cookie(secure: bool) -> Cookie<'static> {
-    let mut cookie = session_cookie("", secure, 0);
-    cookie.make_removal();
-    cookie
-}
-
-pub fn session_value(req: &HttpRequest) -> Option<String> {
-    req.cookie(sessions::COOKIE).map(|c| c.value().to_owned())
+/// What a successful sign-in sets: the new session, and a new CSRF cookie for after it ends.
+pub fn signed_in_cookies(state: &AppState, session: &PlainSecret) -> Vec<Cookie<'static>> {
+    let cookies = state.cookies();
+    vec![
+        cookies.session(session.expose(), state.tokens.settings.session_ttl),
+        cookies.fresh_csrf().1,
+    ]
 }
 
 pub async fn copy_script() -> HttpResponse {
@@ -394,6 +356,10 @@ mod tests {
         );
         assert_eq!(describe_scope("analytics:export"), "Export your analytics");
         assert_eq!(describe_scope("openid"), "Use “openid”");
+        assert_eq!(
+            describe_scope("keyframe:tokens"),
+            "Create, renew and revoke your long-lived API tokens"
+        );
     }
 
     #[test]

@@ -142,7 +142,6 @@ pub fn after_sign_in(
 
 /// Turns a step into a response. `after_post`: redirects are 303 (See Other) after a form.
 pub fn respond(req: &HttpRequest, state: &AppState, step: Step, after_post: bool) -> HttpResponse {
-    let secure = state.tokens.issuer.starts_with("https://");
     let redirect_status = if after_post {
         StatusCode::SEE_OTHER
     } else {
@@ -158,7 +157,7 @@ pub fn respond(req: &HttpRequest, state: &AppState, step: Step, after_post: bool
             error,
             form_target,
         } => {
-            let (csrf, cookie) = web::csrf_token(req, secure);
+            let (csrf, cookie) = state.cookies().csrf_token(req);
             let (status, error) = match error {
                 Some((status, message)) => (status, Some(message)),
                 None => (StatusCode::OK, None),
@@ -184,7 +183,7 @@ pub fn respond(req: &HttpRequest, state: &AppState, step: Step, after_post: bool
             user,
             tenant,
         } => {
-            let (csrf, cookie) = web::csrf_token(req, secure);
+            let (csrf, cookie) = state.cookies().csrf_token(req);
             let page = ConsentPage::new(&request, &query, &user, &tenant, csrf);
             web::page(
                 StatusCode::OK,
@@ -199,7 +198,7 @@ pub fn respond(req: &HttpRequest, state: &AppState, step: Step, after_post: bool
 /// `GET /oauth/authorize` (RFC 6749 §4.1.1).
 pub async fn authorize(req: HttpRequest, state: aweb::Data<AppState>) -> HttpResponse {
     let query = req.query_string().to_owned();
-    let session = web::session_value(&req);
+    let session = state.cookies().session_value(&req);
     let worker = state.clone();
     let step = aweb::block(move || {
         let mut conn = worker.db.conn()?;

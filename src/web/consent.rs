@@ -16,14 +16,14 @@ pub async fn consent(
     payload: aweb::Payload,
     state: aweb::Data<AppState>,
 ) -> HttpResponse {
-    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+    let form = match web::checked_form(&req, payload, &state).await {
         Ok(form) => form,
         Err(response) => return response,
     };
     let query = form.get("request").unwrap_or("").to_owned();
     let decision = form.get("decision").unwrap_or("").to_owned();
     let chosen = form.get("tenant").map(str::to_owned);
-    let session = web::session_value(&req);
+    let session = state.cookies().session_value(&req);
     let worker = state.clone();
     let step = aweb::block(move || {
         let mut conn = worker.db.conn()?;

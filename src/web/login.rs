@@ -26,14 +26,14 @@ pub async fn login(
     payload: aweb::Payload,
     state: aweb::Data<AppState>,
 ) -> HttpResponse {
-    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+    let form = match web::checked_form(&req, payload, &state).await {
         Ok(form) => form,
         Err(response) => return response,
     };
     let query = form.get("request").unwrap_or("").to_owned();
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
-    let previous = web::session_value(&req);
+    let previous = state.cookies().session_value(&req);
     let source = state.proxies.source(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
@@ -70,12 +70,11 @@ pub async fn login(
     })
     .await;
     match result {
-        Ok(Ok((Step::Redirect(location), Ok(session)))) => {
-            let secure = state.tokens.issuer.starts_with("https://");
-            let cookie =
-                web::session_cookie(session.expose(), secure, state.tokens.settings.session_ttl);
-            web::redirect(StatusCode::SEE_OTHER, &location, vec![cookie])
-        }
+        Ok(Ok((Step::Redirect(location), Ok(session)))) => web::redirect(
+            StatusCode::SEE_OTHER,
+            &location,
+            web::signed_in_cookies(&state, &session),
+        ),
         Ok(Ok((step, Err(Some(refusal))))) => {
             refusal.apply(authorize::respond(&req, &state, step, true))
         }
@@ -130,13 +129,12 @@ pub async fn logout(
     payload: aweb::Payload,
     state: aweb::Data<AppState>,
 ) -> HttpResponse {
-    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+    let form = match web::checked_form(&req, payload, &state).await {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let secure = state.tokens.issuer.starts_with("https://");
-    let cleared = || vec![web::clear_session_cookie(secure)];
-    if let Some(cookie) = web::session_value(&req) {
+    let cleared = || vec![state.cookies().clear_session()];
+    if let Some(cookie) = state.cookies().session_value(&req) {
         let worker = state.clone();
         let ended = aweb::block(move || {
             let mut conn = worker.db.conn()?;

@@ -230,9 +230,8 @@ async fn run<F>(req: &HttpRequest, state: &aweb::Data<AppState>, next: String, f
 where
     F: FnOnce(&mut DbConnection, &User, String, i64) -> Result<Outcome, Error> + Send + 'static,
 {
-    let secure = state.tokens.issuer.starts_with("https://");
-    let (csrf, cookie) = web::csrf_token(req, secure);
-    let session = web::session_value(req);
+    let (csrf, cookie) = state.cookies().csrf_token(req);
+    let session = state.cookies().session_value(req);
     let worker = state.clone();
     let outcome = aweb::block(move || {
         let mut conn = worker.db.conn()?;
@@ -358,7 +357,7 @@ pub async fn create(
     payload: aweb::Payload,
     state: aweb::Data<AppState>,
 ) -> HttpResponse {
-    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+    let form = match web::checked_form(&req, payload, &state).await {
         Ok(form) => form,
         Err(response) => return response,
     };
@@ -487,7 +486,7 @@ pub async fn change(
     if action != "renew" && action != "revoke" {
         return crate::http::not_found().await;
     }
-    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+    let form = match web::checked_form(&req, payload, &state).await {
         Ok(form) => form,
         Err(response) => return response,
     };
@@ -560,8 +559,7 @@ pub async fn login_page(
     query: aweb::Query<NextQuery>,
     state: aweb::Data<AppState>,
 ) -> HttpResponse {
-    let secure = state.tokens.issuer.starts_with("https://");
-    let (csrf, cookie) = web::csrf_token(&req, secure);
+    let (csrf, cookie) = state.cookies().csrf_token(&req);
     let page = LoginPage {
         action: "/login",
         client_name: "Keyframe".into(),
@@ -579,14 +577,14 @@ pub async fn login(
     payload: aweb::Payload,
     state: aweb::Data<AppState>,
 ) -> HttpResponse {
-    let form = match web::checked_form(&req, payload, state.max_body_bytes).await {
+    let form = match web::checked_form(&req, payload, &state).await {
         Ok(form) => form,
         Err(response) => return response,
     };
     let next = local_path(&state.tokens.issuer, form.get("request"));
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
-    let previous = web::session_value(&req);
+    let previous = state.cookies().session_value(&req);
     let source = state.proxies.source(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
@@ -607,15 +605,14 @@ pub async fn login(
         }
     })
     .await;
-    let secure = state.tokens.issuer.starts_with("https://");
     match result {
-        Ok(Ok(Ok(session))) => {
-            let cookie =
-                web::session_cookie(session.expose(), secure, state.tokens.settings.session_ttl);
-            web::redirect(StatusCode::SEE_OTHER, &next, vec![cookie])
-        }
+        Ok(Ok(Ok(session))) => web::redirect(
+            StatusCode::SEE_OTHER,
+            &next,
+            web::signed_in_cookies(&state, &session),
+        ),
         Ok(Ok(Err((refusal, username)))) => {
-            let (csrf, cookie) = web::csrf_token(&req, secure);
+            let (csrf, cookie) = state.cookies().csrf_token(&req);
             let page = LoginPage {
                 action: "/login",
                 client_name: "Keyframe".into(),

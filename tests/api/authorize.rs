@@ -514,8 +514,26 @@ async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
         "signed out: the login page again"
     );
 
+    // The CSRF token of the login page before that sign-in was replaced at sign-in: a copy of
+    // it is worthless now; the fresh login page carries the new one.
+    let stale = browser
+        .post(
+            "/oauth/authorize/login",
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", "alice"),
+                ("password", "alice-pw"),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.body);
+    assert!(stale.set_cookie("kf_session").is_none());
+    let csrf = again.field("csrf");
+    assert_ne!(csrf, login.field("csrf"));
+
     // The sign-in above cleared alice's failures; three new ones lock her out, and then the
-    // right password is refused too.
+    // right password is refused too, with the time until the lock lifts.
     for _ in 0..3 {
         let page = browser
             .post(
@@ -544,6 +562,12 @@ async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
     assert!(page.body.contains("Too many failed sign-ins"));
     assert!(page.set_cookie("kf_session").is_none());
+    let retry_after: i64 = page.headers["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((880..=900).contains(&retry_after), "{retry_after}");
 }
 
 async fn remembered_consent_and_prompt_values(backend: Backend) {
@@ -658,13 +682,20 @@ async fn https_issuers_get_secure_cookies(backend: Backend) {
         cfg.issuer = Some("https://auth.example".into())
     })
     .await;
+    // `__Host-`: the browser takes the cookie only Secure, for `/` and without a Domain, so
+    // neither a sibling subdomain nor a plain-http answer can plant it.
+    let assert_host_cookie = |cookie: Option<String>| {
+        let cookie = cookie.expect("a __Host- cookie");
+        for attribute in ["Secure", "Path=/"] {
+            assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+        }
+        assert!(!cookie.contains("Domain"), "{cookie}");
+    };
     let mut browser = Browser::new(&s.app);
     let query = authorize_query(&s.client_id, &[]);
     let login = browser.get(&format!("/oauth/authorize?{query}")).await;
-    assert!(login
-        .set_cookie("kf_csrf")
-        .expect("csrf cookie")
-        .contains("Secure"));
+    assert_host_cookie(login.set_cookie("__Host-kf_csrf"));
+    assert!(login.set_cookie("kf_csrf").is_none());
     let posted = browser
         .post(
             "/oauth/authorize/login",
@@ -676,10 +707,28 @@ async fn https_issuers_get_secure_cookies(backend: Backend) {
             ],
         )
         .await;
-    assert!(posted
-        .set_cookie("kf_session")
-        .expect("session")
-        .contains("Secure"));
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    assert_host_cookie(posted.set_cookie("__Host-kf_session"));
+    assert!(posted.set_cookie("kf_session").is_none());
+    let consent = browser.get(&posted.location()).await;
+    assert!(
+        consent.body.contains("Allow"),
+        "signed in: {}",
+        consent.body
+    );
+
+    // An unprefixed cookie, as a sibling subdomain could set, signs nobody in.
+    let session = browser
+        .jar
+        .remove("__Host-kf_session")
+        .expect("the session in the jar");
+    browser.jar.insert("kf_session".into(), session);
+    let page = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert!(
+        page.body.contains("type=\"password\""),
+        "the login page: {}",
+        page.body
+    );
 }
 
 /// Signing in again (`prompt=login`) ends the session the browser came with: a copy of the old

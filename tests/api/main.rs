@@ -8,6 +8,7 @@ mod authorize;
 mod chromium;
 mod cli;
 mod cli_errors;
+mod http_hygiene;
 mod introspection;
 mod oauth2_client;
 mod server;
