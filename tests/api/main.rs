@@ -9,6 +9,7 @@ mod chromium;
 mod cli;
 mod cli_errors;
 mod introspection;
+mod least_privilege;
 mod oauth2_client;
 mod server;
 mod token_page;
