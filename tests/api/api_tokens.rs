@@ -8,13 +8,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestApp, TestDb};
+use crate::helpers::{keyframe, Answer, Auth, Backend, TestApp, TestClient, TestDb};
 
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
-struct World {
-    app: TestApp,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
     url: String,
     client_id: String,
     client_secret: String,
@@ -22,7 +22,7 @@ struct World {
 
 /// Tenants acme and beta; olivia owns acme and is a member of beta, max is a member of acme;
 /// a confidential client with the password and token-exchange grants and `keyframe:tokens`.
-async fn world(backend: Backend) -> World {
+pub(crate) async fn world(backend: Backend) -> World {
     let db = TestDb::new(backend).expect("database");
     let url = db.url.clone();
     keyframe(
@@ -85,7 +85,20 @@ async fn world(backend: Backend) -> World {
 }
 
 impl World {
-    async fn access_token(&self, username: &str, password: &str, tenant: &str) -> String {
+    /// The first-party client (password, token exchange, `keyframe:tokens`).
+    pub(crate) fn client(&self) -> TestClient {
+        TestClient {
+            id: self.client_id.clone(),
+            secret: Some(self.client_secret.clone()),
+        }
+    }
+
+    pub(crate) async fn access_token(
+        &self,
+        username: &str,
+        password: &str,
+        tenant: &str,
+    ) -> String {
         let response = self
             .app
             .http
@@ -107,13 +120,14 @@ impl World {
             .to_owned()
     }
 
-    async fn call(
+    /// The whole answer, headers included.
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         bearer: &str,
         body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    ) -> Answer {
         let mut request = self
             .app
             .http
@@ -122,20 +136,33 @@ impl World {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
+        Answer::from(request.send().await.expect("request")).await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let answer = self.send(method, path, bearer, body).await;
         (
-            status,
-            if text.is_empty() {
+            answer.status,
+            if answer.text.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_str(&text).expect("JSON")
+                serde_json::from_str(&answer.text).expect("JSON")
             },
         )
     }
 
-    async fn create(&self, tenant: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn create(
+        &self,
+        tenant: &str,
+        bearer: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         self.call(
             reqwest::Method::POST,
             &format!("/api/v1/tenants/{tenant}/tokens"),
@@ -145,7 +172,7 @@ impl World {
         .await
     }
 
-    async fn list(&self, tenant: &str, bearer: &str) -> (StatusCode, Value) {
+    pub(crate) async fn list(&self, tenant: &str, bearer: &str) -> (StatusCode, Value) {
         self.call(
             reqwest::Method::GET,
             &format!("/api/v1/tenants/{tenant}/tokens"),
@@ -155,7 +182,7 @@ impl World {
         .await
     }
 
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         self.app
             .http
             .post(format!("{}/oauth/introspect", self.app.address))
@@ -170,32 +197,42 @@ impl World {
     }
 
     async fn exchange(&self, subject: &str, subject_type: &str) -> (StatusCode, Value) {
-        let response = self
-            .app
-            .http
-            .post(format!("{}/oauth/token", self.app.address))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .form(&[
-                ("grant_type", EXCHANGE),
-                ("subject_token", subject),
-                ("subject_token_type", subject_type),
-            ])
-            .send()
+        let answer = self.exchange_with(subject, subject_type, &[]).await;
+        assert!(!answer.body.is_null(), "not JSON: {}", answer.text);
+        (answer.status, answer.body)
+    }
+
+    /// A token exchange by the first-party client, with `extra` form fields.
+    pub(crate) async fn exchange_with(
+        &self,
+        subject: &str,
+        subject_type: &str,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let mut fields = vec![
+            ("grant_type", EXCHANGE),
+            ("subject_token", subject),
+            ("subject_token_type", subject_type),
+        ];
+        fields.extend_from_slice(extra);
+        self.app
+            .post_form(
+                "/oauth/token",
+                Auth::Basic(&self.client_id, &self.client_secret),
+                &fields,
+            )
             .await
-            .expect("exchange");
-        let status = response.status();
-        (status, response.json().await.expect("json"))
     }
 }
 
-fn secret(body: &Value) -> String {
+pub(crate) fn secret(body: &Value) -> String {
     body["token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token in {body}"))
         .to_owned()
 }
 
-fn ids(list: &Value) -> Vec<String> {
+pub(crate) fn ids(list: &Value) -> Vec<String> {
     let mut ids: Vec<String> = list["tokens"]
         .as_array()
         .expect("tokens")

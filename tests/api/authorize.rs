@@ -15,7 +15,7 @@ use crate::backend_tests;
 use crate::helpers::{keyframe, Backend, TestApp, TestDb};
 use crate::web_client::{Browser, Page};
 
-const REDIRECT: &str = "https://app.example/callback";
+pub(crate) const REDIRECT: &str = "https://app.example/callback";
 const VERIFIER: &str = "a-verifier-that-is-long-enough-for-rfc-7636-rules_0123456789";
 
 fn challenge(verifier: &str) -> String {
@@ -83,7 +83,7 @@ async fn setup(backend: Backend, adjust: &dyn Fn(&mut keyframe::config::Config))
     }
 }
 
-fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
     let challenge = challenge(VERIFIER);
     let mut pairs = vec![
         ("response_type", "code"),

@@ -10,6 +10,7 @@ mod cli;
 mod cli_errors;
 mod http_hygiene;
 mod introspection;
+mod least_privilege;
 mod oauth2_client;
 mod server;
 mod token_page;

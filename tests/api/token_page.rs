@@ -41,7 +41,7 @@ async fn app(backend: Backend) -> TestApp {
 }
 
 impl Browser<'_> {
-    async fn sign_in_to_tokens(&mut self, username: &str, password: &str) -> Page {
+    pub(crate) async fn sign_in_to_tokens(&mut self, username: &str, password: &str) -> Page {
         let first = self.get("/tokens?tenant=acme").await;
         assert_eq!(
             first.status,

@@ -12,6 +12,9 @@ use crate::helpers::TestApp;
 pub struct Browser<'a> {
     pub app: &'a TestApp,
     pub jar: HashMap<String, String>,
+    /// Sent with every request, as a reverse proxy in front of Keyframe adds
+    /// `X-Forwarded-For`.
+    pub headers: HeaderMap,
 }
 
 pub struct Page {
@@ -95,6 +98,7 @@ impl<'a> Browser<'a> {
         Self {
             app,
             jar: HashMap::new(),
+            headers: HeaderMap::new(),
         }
     }
 
@@ -134,6 +138,7 @@ impl<'a> Browser<'a> {
             .app
             .http
             .get(format!("{}{path}", self.app.address))
+            .headers(self.headers.clone())
             .header("Cookie", self.cookies())
             .send()
             .await
@@ -146,6 +151,7 @@ impl<'a> Browser<'a> {
             .app
             .http
             .post(format!("{}{path}", self.app.address))
+            .headers(self.headers.clone())
             .header("Cookie", self.cookies())
             .form(fields)
             .send()
