@@ -271,11 +271,13 @@ async fn signing_in_never_redirects_off_the_issuer(backend: Backend) {
         "/\t/evil.example/phish".to_owned(),
         "//evil.example/phish".to_owned(),
     ] {
+        // Each sign-in replaces the CSRF token: the form is fetched again, as a browser would.
+        let csrf = browser.get("/login").await.field("csrf");
         let posted = browser
             .post(
                 "/login",
                 &[
-                    ("csrf", &login.field("csrf")),
+                    ("csrf", &csrf),
                     ("request", &request),
                     ("username", "olivia"),
                     ("password", "olivia-pw"),
