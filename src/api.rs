@@ -5,7 +5,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::clock;
 use crate::db::DbConnection;
 use crate::error::Error;
 use crate::http::endpoint::Endpoint;
@@ -130,7 +129,7 @@ where
     let state = state.clone();
     let outcome = web::block(move || {
         let mut conn = state.db.conn()?;
-        let now = clock::now();
+        let now = state.clock.now();
         let principal = state
             .tokens
             .principal(&mut conn, &token, now)?

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::clients::{self, Client, GrantType, Pkce};
 use crate::db::{self, DbConnection};
 use crate::error::Error;
-use crate::oauth::form::Form;
+use crate::form::Form;
 use crate::tenants::TenantId;
 use crate::tokens::scope;
 use crate::users::User;

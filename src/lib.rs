@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod form;
 pub mod http;
 pub mod keys;
 pub mod oauth;

@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
 
 use crate::clients::KnownClients;
-use crate::clock;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{DatabaseUrl, Db, DbOptions};
 use crate::error::Error;
@@ -35,6 +35,8 @@ pub struct AppState {
     pub metadata: MetadataCache,
     /// Whose `X-Forwarded-For` names a request's source (`--trust-proxy`).
     pub proxies: TrustedProxies,
+    /// The time every handler reads.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -69,6 +71,11 @@ pub struct Application {
 impl Application {
     /// Binds the listening socket and builds the server; call inside an actix or tokio runtime.
     pub fn build(config: &Config, db: Db) -> Result<Self, Error> {
+        Self::build_with_clock(config, db, Clock::system())
+    }
+
+    /// `build` with the clock the server reads (tests move a manual one).
+    pub fn build_with_clock(config: &Config, db: Db, clock: Clock) -> Result<Self, Error> {
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.listen)))?;
         let local = listener
@@ -85,11 +92,11 @@ impl Application {
             &mut conn,
             issuer.clone(),
             config.tokens.clone(),
-            clock::now(),
+            clock.now(),
         )?;
         let clients = KnownClients::default();
         if config.vms_api {
-            vms::builtin_client(&clients, &mut conn)?;
+            vms::builtin_client(&clients, &mut conn, clock.now())?;
         }
         drop(conn);
         let vms_api = config.vms_api;
@@ -100,6 +107,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             metadata: MetadataCache::default(),
             proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            clock,
         });
         spawn_purge(state.clone().into_inner());
         spawn_checkpoints(state.db.clone());
@@ -233,7 +241,7 @@ fn spawn_purge(state: Arc<AppState>) {
             let state = state.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let mut conn = state.db.conn()?;
-                tokens::purge(&mut conn, &state.tokens.settings, clock::now())
+                tokens::purge(&mut conn, &state.tokens.settings, state.clock.now())
             })
             .await;
             match result {

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod error;
 pub mod scope;
 
 use serde::Serialize;
@@ -15,9 +16,9 @@ use crate::db::tokens::{Family, Purged, RefreshToken};
 use crate::db::{self, write_transaction, DbConnection};
 use crate::error::Error;
 use crate::keys::KeyRing;
-use crate::oauth::error::OAuthError;
 use crate::secrets::{self, PlainSecret};
 use crate::tenants::TenantId;
+use crate::tokens::error::OAuthError;
 use crate::users::{self, User, Username};
 use access::AccessClaims;
 

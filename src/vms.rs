@@ -8,12 +8,12 @@ use serde_json::json;
 
 use crate::clients::{Client, GrantType, KnownClients};
 use crate::db::{self, DbConnection};
+use crate::error;
 use crate::http::endpoint::Endpoint;
 use crate::http::read_json;
-use crate::oauth::error::OAuthError;
 use crate::startup::AppState;
+use crate::tokens::error::OAuthError;
 use crate::tokens::{GrantRequest, TokenResponse};
-use crate::{clock, error};
 
 /// The built-in first-party client these endpoints act for.
 pub const CLIENT_ID: &str = "keyframe-vms-api";
@@ -28,13 +28,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn builtin_client(
     known: &KnownClients,
     conn: &mut DbConnection,
+    now: i64,
 ) -> Result<Client, error::Error> {
     known.builtin(
         conn,
         CLIENT_ID,
         CLIENT_NAME,
         &[GrantType::Password, GrantType::RefreshToken],
-        clock::now(),
+        now,
     )
 }
 
@@ -204,7 +205,7 @@ async fn login(
     let _turn = crate::passwords::turn().await;
     let pair = web::block(move || {
         let mut conn = state.db.conn()?;
-        let client = builtin_client(&state.clients, &mut conn)?;
+        let client = builtin_client(&state.clients, &mut conn, state.clock.now())?;
         let request = GrantRequest::Password {
             username: body.username,
             password: body.password,
@@ -215,7 +216,7 @@ async fn login(
         Ok::<_, VmsError>(
             state
                 .tokens
-                .grant(&mut conn, &client, request, clock::now())?,
+                .grant(&mut conn, &client, request, state.clock.now())?,
         )
     })
     .await??;
@@ -234,7 +235,7 @@ async fn refresh(
     let video_manager = path.into_inner();
     let pair = web::block(move || {
         let mut conn = state.db.conn()?;
-        let client = builtin_client(&state.clients, &mut conn)?;
+        let client = builtin_client(&state.clients, &mut conn, state.clock.now())?;
         let request = GrantRequest::Refresh {
             refresh_token: body.refresh_token,
             scope: None,
@@ -242,7 +243,7 @@ async fn refresh(
         };
         state
             .tokens
-            .grant(&mut conn, &client, request, clock::now())
+            .grant(&mut conn, &client, request, state.clock.now())
             .map_err(|e| match e {
                 // A path that is not even a tenant id names no VideoManager the user belongs to.
                 OAuthError::InvalidRequest(m) => {
@@ -263,7 +264,10 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let answer = web::block(move || {
         let mut conn = state.db.conn()?;
         // Any bearer Keyframe issues: an access token, or an API token.
-        let Some(principal) = state.tokens.principal(&mut conn, &token, clock::now())? else {
+        let Some(principal) = state
+            .tokens
+            .principal(&mut conn, &token, state.clock.now())?
+        else {
             return Err(unauthorized("the token is invalid, expired or revoked"));
         };
         let list: Vec<VideoManager> = match &principal.user_id {

@@ -13,12 +13,12 @@ use askama::Template;
 use crate::authorization::AuthorizationRequest;
 use crate::db::DbConnection;
 use crate::error::Error;
-use crate::oauth::error::OAuthError;
-use crate::oauth::form::Form;
+use crate::form::Form;
 use crate::secrets::PlainSecret;
 use crate::sessions;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
+use crate::tokens::error::OAuthError;
 use crate::users::User;
 
 const STYLESHEET: &str = include_str!("../templates/static/keyframe.css");

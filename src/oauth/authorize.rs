@@ -6,11 +6,11 @@ use actix_web::{web as aweb, HttpRequest, HttpResponse};
 use crate::authorization::{AuthorizationRequest, Prompt, Refusal};
 use crate::db::DbConnection;
 use crate::error::Error;
+use crate::sessions;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
 use crate::users::User;
 use crate::web::{self, ConsentPage, LoginPage};
-use crate::{clock, sessions};
 
 /// What the flow does next.
 pub enum Step {
@@ -202,7 +202,13 @@ pub async fn authorize(req: HttpRequest, state: aweb::Data<AppState>) -> HttpRes
     let worker = state.clone();
     let step = aweb::block(move || {
         let mut conn = worker.db.conn()?;
-        start(&worker, &mut conn, &query, session.as_deref(), clock::now())
+        start(
+            &worker,
+            &mut conn,
+            &query,
+            session.as_deref(),
+            worker.clock.now(),
+        )
     })
     .await;
     let step = match step {

@@ -7,9 +7,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::error::OAuthError;
-use super::form::Form;
 use crate::clients::{self, Client, KnownClients};
 use crate::db::DbConnection;
+use crate::form::Form;
 
 /// The credentials a request presented, before they are checked.
 #[derive(Debug)]

@@ -2,7 +2,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::OAuthError;
 use super::{client_auth, form, no_store};
-use crate::clock;
 use crate::startup::AppState;
 
 /// `POST /oauth/introspect` (RFC 7662): for confidential clients only.
@@ -25,7 +24,7 @@ pub async fn introspect(
         let token = form.require("token")?;
         state
             .tokens
-            .introspect(&mut conn, &client, token, clock::now())
+            .introspect(&mut conn, &client, token, state.clock.now())
     })
     .await??;
     Ok(no_store(HttpResponse::Ok()).json(answer))

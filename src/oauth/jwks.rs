@@ -2,7 +2,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::error::OAuthError;
-use crate::clock;
 use crate::startup::AppState;
 
 /// `GET /oauth/jwks` (RFC 7517): the public keys that verify unexpired access tokens.
@@ -11,7 +10,7 @@ pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError
     if !loaded.is_fresh() {
         loaded = web::block(move || {
             let mut conn = state.db.conn()?;
-            state.tokens.keys.for_jwks(&mut conn, clock::now())
+            state.tokens.keys.for_jwks(&mut conn, state.clock.now())
         })
         .await??;
     }

@@ -2,7 +2,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::OAuthError;
 use super::{client_auth, form, no_store};
-use crate::clock;
 use crate::startup::AppState;
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known.
@@ -17,7 +16,9 @@ pub async fn revoke(
         let mut conn = state.db.conn()?;
         let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
         let token = form.require("token")?;
-        state.tokens.revoke(&mut conn, &client, token, clock::now())
+        state
+            .tokens
+            .revoke(&mut conn, &client, token, state.clock.now())
     })
     .await??;
     Ok(no_store(HttpResponse::Ok()).finish())

@@ -1,9 +1,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::OAuthError;
-use super::form::{self, Form};
+use super::form;
 use super::{client_auth, no_store};
-use crate::clock;
+use crate::form::Form;
 use crate::startup::AppState;
 use crate::tokens::GrantRequest;
 
@@ -27,7 +27,7 @@ pub async fn token(
         let request = grant_request(&form, source)?;
         state
             .tokens
-            .grant(&mut conn, &client, request, clock::now())
+            .grant(&mut conn, &client, request, state.clock.now())
     })
     .await??;
     Ok(no_store(HttpResponse::Ok()).json(response))

@@ -1,7 +1,7 @@
 //! Scopes as RFC 6749 §3.3 defines them: space-delimited, order irrelevant.
 
 use crate::clients::validate_scope_token;
-use crate::oauth::error::OAuthError;
+use crate::tokens::error::OAuthError;
 
 /// Parses a requested `scope`; omitted means everything `allowed`. Anything outside `allowed`
 /// is `invalid_scope`.

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::oauth::authorize::{self, Step};
 use crate::startup::AppState;
 use crate::tenants::TenantId;
-use crate::{clock, sessions, web};
+use crate::{sessions, web};
 
 /// `POST /oauth/authorize/consent`.
 pub async fn consent(
@@ -27,7 +27,7 @@ pub async fn consent(
     let worker = state.clone();
     let step = aweb::block(move || {
         let mut conn = worker.db.conn()?;
-        let now = clock::now();
+        let now = worker.clock.now();
         let issuer = &worker.tokens.issuer;
         let request = match AuthorizationRequest::parse(&mut conn, &query, issuer) {
             Ok(request) => request,

@@ -7,7 +7,7 @@ use crate::authorization::AuthorizationRequest;
 use crate::error::Error;
 use crate::oauth::authorize::{self, Step};
 use crate::startup::AppState;
-use crate::{clock, sessions, web};
+use crate::{sessions, web};
 
 /// The authorization request without `prompt=login`: once the user has signed in, it is met.
 fn without_prompt_login(query: &str) -> String {
@@ -39,7 +39,7 @@ pub async fn login(
     let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
         let mut conn = worker.db.conn()?;
-        let now = clock::now();
+        let now = worker.clock.now();
         let request = match AuthorizationRequest::parse(&mut conn, &query, &worker.tokens.issuer) {
             Ok(request) => request,
             Err(refusal) => return Ok((Step::from(refusal), Err(None))),

@@ -11,12 +11,12 @@ use crate::db::DbConnection;
 use crate::error::Error;
 
 use crate::secrets::PlainSecret;
+use crate::sessions;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
 use crate::tokens::api::{self, ApiError, ApiToken, Change, Kind, NewApiToken, Principal};
 use crate::users::User;
 use crate::web::{self, LoginPage, TenantOption};
-use crate::{clock, sessions};
 
 pub struct TokenRow {
     pub id: String,
@@ -235,7 +235,7 @@ where
     let worker = state.clone();
     let outcome = aweb::block(move || {
         let mut conn = worker.db.conn()?;
-        let now = clock::now();
+        let now = worker.clock.now();
         let user = match session.as_deref() {
             Some(cookie) => sessions::user(&mut conn, cookie, now)?,
             None => None,
@@ -590,7 +590,7 @@ pub async fn login(
     let _turn = crate::passwords::turn().await;
     let result = aweb::block(move || {
         let mut conn = worker.db.conn()?;
-        let now = clock::now();
+        let now = worker.clock.now();
         match web::sign_in(
             &worker,
             &mut conn,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use keyframe::clock::Clock;
 use keyframe::config::{parse_issuer, Config};
 use keyframe::db::{DatabaseUrl, Db, DbOptions};
 use keyframe::startup::{prepare_database, Application};
@@ -180,6 +181,8 @@ pub struct TestApp {
     pub issuer: String,
     /// The database this instance (and the CLI) works on.
     pub db_url: String,
+    /// The server's time: it stands still unless the test moves it (shared with twins).
+    pub clock: Clock,
     /// Kept so that the database lives as long as the app (`None` for a twin).
     _db: Option<TestDb>,
     config: Config,
@@ -194,35 +197,13 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
-    /// A second instance on the same database, as when several Keyframes share one PostgreSQL.
+    /// A second instance on the same database and clock, as when several Keyframes share one
+    /// PostgreSQL.
     pub async fn spawn_twin(&self) -> Self {
         let mut cfg = self.config.clone();
         // Instances behind one load balancer share the public issuer.
         cfg.issuer = Some(self.issuer.clone());
-        let prepared = cfg.clone();
-        let pool = tokio::task::spawn_blocking(move || prepare_database(&prepared))
-            .await
-            .expect("join")
-            .expect("database");
-        let app = Application::build(&cfg, pool).expect("build twin");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let issuer = app.issuer().to_owned();
-        let server = tokio::spawn(async move {
-            let _ = app.run_until_stopped().await;
-        });
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        Self {
-            address,
-            issuer,
-            db_url: self.db_url.clone(),
-            _db: None,
-            config: cfg,
-            http,
-            server,
-        }
+        Self::start(cfg, None, self.db_url.clone(), self.clock.clone()).await
     }
 
     pub async fn spawn(backend: Backend) -> Option<Self> {
@@ -234,12 +215,17 @@ impl TestApp {
     pub async fn spawn_on(db: TestDb, adjust: &dyn Fn(&mut Config)) -> Self {
         let mut cfg = config(&db.url);
         adjust(&mut cfg);
+        let url = db.url.clone();
+        Self::start(cfg, Some(db), url, Clock::manual(keyframe::clock::now())).await
+    }
+
+    async fn start(cfg: Config, db: Option<TestDb>, db_url: String, clock: Clock) -> Self {
         let prepared = cfg.clone();
         let pool = tokio::task::spawn_blocking(move || prepare_database(&prepared))
             .await
             .expect("join")
             .expect("prepare database");
-        let app = Application::build(&cfg, pool).expect("build app");
+        let app = Application::build_with_clock(&cfg, pool, clock.clone()).expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let issuer = app.issuer().to_owned();
         assert_eq!(parse_issuer(&issuer).ok().as_deref(), Some(issuer.as_str()));
@@ -253,8 +239,9 @@ impl TestApp {
         Self {
             address,
             issuer,
-            db_url: db.url.clone(),
-            _db: Some(db),
+            db_url,
+            clock,
+            _db: db,
             config: cfg,
             http,
             server,
@@ -625,22 +612,6 @@ impl TestApp {
     }
 
     /// Moves every recorded sign-in failure `seconds` into the past.
-    pub fn age_login_failures(&self, seconds: i64) {
-        use diesel::prelude::*;
-        use keyframe::db::schema::login_failures;
-        let db = Db::connect(
-            &DatabaseUrl::parse(&self.db_url).expect("url"),
-            &DbOptions::pool(1),
-        )
-        .expect("db");
-        let mut conn = db.conn().expect("conn");
-        let aged = diesel::update(login_failures::table)
-            .set(login_failures::failed_at.eq(login_failures::failed_at - seconds))
-            .execute(&mut conn)
-            .expect("age failures");
-        assert!(aged > 0, "no sign-in failures were recorded");
-    }
-
     /// Rows in the token tables (families, refresh tokens, revoked access tokens).
     pub fn token_rows(&self) -> i64 {
         use diesel::prelude::*;

@@ -241,14 +241,15 @@ async fn dead_or_malformed_tokens_are_exactly_inactive(backend: Backend) {
 
 async fn expired_tokens_are_exactly_inactive(backend: Backend) {
     let w = World::new(backend, &|cfg| {
-        cfg.tokens.access_token_ttl = 2;
-        cfg.tokens.refresh_token_idle_ttl = 2;
+        cfg.tokens.access_token_ttl = 60;
+        cfg.tokens.refresh_token_idle_ttl = 120;
     })
     .await;
     let pair = w.sign_in(&[]).await;
+    w.app.clock.advance(59);
     assert!(w.active(&pair.access_token()).await);
     assert!(w.active(&pair.refresh_token()).await);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    w.app.clock.advance(61);
     assert_eq!(
         w.introspect(&pair.access_token()).await,
         json!({"active": false}),
@@ -575,8 +576,8 @@ async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
     let new_kid = rotated["kid"].as_str().expect("kid").to_owned();
     assert_ne!(new_kid, old_kid);
 
-    // Instances recheck the current key every second: wait that out, then every new token
-    // carries the new kid.
+    // Instances recheck the current key every second of real time (the server's own cache
+    // timer, under test): wait that out, then every new token carries the new kid.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let after = w.sign_in(&[]).await;
     assert_eq!(

@@ -247,11 +247,11 @@ async fn status_of(app: &TestApp) -> StatusCode {
 }
 
 async fn wait_for(app: &TestApp, wanted: StatusCode) {
-    for _ in 0..40 {
+    for _ in 0..100 {
         if status_of(app).await == wanted {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("/healthz never answered {wanted}");
 }

@@ -642,13 +642,14 @@ async fn reuse_within_the_grace_period_refuses_without_revoking(backend: Backend
 
 async fn refresh_tokens_expire_when_idle(backend: Backend) {
     let w = World::new(backend, &|cfg| {
-        cfg.tokens.refresh_token_idle_ttl = 2;
+        cfg.tokens.refresh_token_idle_ttl = 60;
         cfg.tokens.refresh_token_ttl = 3600;
     })
     .await;
     let pair = w.sign_in(&[]).await;
+    w.app.clock.advance(59);
     let used = w.refresh(&pair.refresh_token(), &[]).await.ok();
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    w.app.clock.advance(60);
     w.refresh(&used.refresh_token(), &[])
         .await
         .assert_400("invalid_grant");
@@ -656,16 +657,15 @@ async fn refresh_tokens_expire_when_idle(backend: Backend) {
 
 async fn refresh_tokens_expire_absolutely(backend: Backend) {
     let w = World::new(backend, &|cfg| {
-        cfg.tokens.refresh_token_ttl = 3;
+        cfg.tokens.refresh_token_ttl = 100;
         cfg.tokens.refresh_token_idle_ttl = 3600;
     })
     .await;
     let pair = w.sign_in(&[]).await;
-    // Lifetimes are whole seconds: a second in, at most two have passed on the clock.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    w.app.clock.advance(60);
     let rotated = w.refresh(&pair.refresh_token(), &[]).await.ok();
     // Rotation does not extend the sign-in's lifetime.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    w.app.clock.advance(40);
     w.refresh(&rotated.refresh_token(), &[])
         .await
         .assert_400("invalid_grant");
@@ -872,7 +872,8 @@ async fn the_sqlite_log_starts_over_past_its_limit_under_load() {
         "the log grew to {largest} bytes under load (limit {LIMIT})"
     );
     // Once writes pause, the log is copied completely, and the next write starts it over and
-    // cuts the file back to the limit.
+    // cuts the file back to the limit. The pause is real time: it is the server's own
+    // background checkpoint timer under test.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let token = w.sign_in(&[]).await.refresh_token();
     w.refresh(&token, &[]).await.ok();
@@ -967,9 +968,9 @@ async fn a_successful_sign_in_clears_the_failures(backend: Backend) {
     }
 }
 
-/// The window is passed by ageing the recorded failures, not by sleeping: slow argon2 in a
-/// debug build on a busy machine once let the first failure fall out of a 2-second window
-/// before the lockout was even checked.
+/// The window is passed on the server's clock: slow argon2 in a debug build on a busy machine
+/// once let the first failure fall out of a 2-second window on a real clock before the
+/// lockout was even checked.
 async fn lockout_ends_after_the_window(backend: Backend) {
     const WINDOW: i64 = 60;
     let w = World::new(backend, &|cfg| {
@@ -990,7 +991,9 @@ async fn lockout_ends_after_the_window(backend: Backend) {
         "{}",
         locked.text
     );
-    w.app.age_login_failures(WINDOW);
+    w.app.clock.advance(WINDOW - 1);
+    w.password(&[]).await.assert_400("invalid_grant");
+    w.app.clock.advance(1);
     w.sign_in(&[]).await;
 }
 
