@@ -213,7 +213,7 @@ impl AuthorizationRequest {
         user: &User,
         tenant: &TenantId,
     ) -> Result<bool, Error> {
-        db::sessions::consent_exists(
+        db::consents::exists(
             conn,
             &user.id,
             &self.client.client_id,
@@ -229,7 +229,7 @@ impl AuthorizationRequest {
         tenant: &TenantId,
         now: i64,
     ) -> Result<(), Error> {
-        db::sessions::remember_consent(
+        db::consents::remember(
             conn,
             &user.id,
             &self.client.client_id,

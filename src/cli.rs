@@ -98,7 +98,7 @@ fn kind(error: &Error) -> &'static str {
     match error {
         Error::Invalid(_) => "invalid",
         Error::NotFound(_) => "not_found",
-        Error::Conflict(_) => "conflict",
+        Error::Conflict(_) | Error::AlreadyUsed => "conflict",
         Error::Config(_) => "config",
         Error::Unavailable(_) => "unavailable",
         Error::Internal(_) | Error::Database(_) => "internal",

@@ -3,7 +3,10 @@
 
 pub mod api_tokens;
 pub mod clients;
+pub mod codes;
+pub mod consents;
 pub mod keys;
+pub mod login_failures;
 pub mod schema;
 pub mod sessions;
 pub mod tenants;

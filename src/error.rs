@@ -12,6 +12,10 @@ pub enum Error {
     /// The change would break a uniqueness rule (an id or a username already taken, ...).
     #[error("{0}")]
     Conflict(String),
+    /// A single-use thing (an authorization code) was consumed by another request first:
+    /// the write that would have used it changed nothing.
+    #[error("already used")]
+    AlreadyUsed,
     /// A setting is invalid (a bad URL, an address that cannot be bound, ...).
     #[error("{0}")]
     Config(String),

@@ -5,9 +5,11 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::config::TokenSettings;
 use crate::db::{self, write_transaction, DbConnection};
 use crate::error::Error;
 use crate::passwords;
+use crate::secrets;
 use crate::tenants::TenantId;
 
 /// A username as stored: case-insensitive, so it is kept in lower case.
@@ -262,6 +264,77 @@ pub fn set_password(
         db::users::set_password_hash(conn, &user.id, &password_hash, now)?;
         find_in(conn, &username)
     })
+}
+
+/// Why a sign-in was refused. Both refusals look the same whether or not the user exists.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("invalid username or password")]
+    Invalid,
+    /// Too many failures for this username from this source, or from all sources.
+    #[error("the account is temporarily locked")]
+    Locked { retry_after: i64 },
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// Checks a username and password, with the lockout: the password grant and the login pages
+/// give the same answers, in about the same time for unknown users. `source` is the address
+/// the attempt came from (see `proxy`).
+pub fn sign_in(
+    conn: &mut DbConnection,
+    lockout: &TokenSettings,
+    username: &str,
+    password: &str,
+    source: &str,
+    now: i64,
+) -> Result<User, SignInError> {
+    // The lockout counts attempts per username whether or not it exists, so that it does
+    // not reveal which ones do.
+    let key = Username::parse(username)
+        .map(|u| u.as_str().to_owned())
+        .unwrap_or_else(|_| username.to_lowercase());
+    let failures = db::login_failures::recent_failures(conn, &key, now - lockout.lockout_window)?;
+    if let Some(retry_after) = locked_for(&failures, source, lockout, now) {
+        return Err(SignInError::Locked { retry_after });
+    }
+    let Some(user) = check_password(conn, username, password)? else {
+        db::login_failures::record_failure(conn, &secrets::random_id(), &key, source, now)?;
+        return Err(SignInError::Invalid);
+    };
+    // A success clears its source's count (most sign-ins have nothing to clear, so skip
+    // the write); the other sources' failures still count towards the ceiling.
+    if failures.iter().any(|(s, _)| s == source) {
+        db::login_failures::clear_failures(conn, &key, source)?;
+    }
+    Ok(user)
+}
+
+/// Seconds until a sign-in from `source` is allowed again, or `None` when it is allowed now.
+/// `failures` are the username's failures inside the window, oldest first. A lock lifts when
+/// enough of the oldest failures have left the window to bring the count under its limit:
+/// `threshold` for this source, `lockout_user_ceiling` for all sources together.
+fn locked_for(
+    failures: &[(String, i64)],
+    source: &str,
+    settings: &TokenSettings,
+    now: i64,
+) -> Option<i64> {
+    let lifts_at = |times: &[i64], limit: i64| -> Option<i64> {
+        let limit = usize::try_from(limit).ok()?.max(1);
+        (times.len() >= limit).then(|| times[times.len() - limit] + settings.lockout_window)
+    };
+    let all: Vec<i64> = failures.iter().map(|(_, at)| *at).collect();
+    let mine: Vec<i64> = failures
+        .iter()
+        .filter(|(s, _)| s == source)
+        .map(|(_, at)| *at)
+        .collect();
+    let until = lifts_at(&mine, settings.lockout_threshold)
+        .into_iter()
+        .chain(lifts_at(&all, settings.lockout_user_ceiling))
+        .max()?;
+    Some((until - now).max(1))
 }
 
 #[cfg(test)]

@@ -18,8 +18,7 @@ use crate::secrets::PlainSecret;
 use crate::sessions;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
-use crate::tokens::error::OAuthError;
-use crate::users::User;
+use crate::users::{self, SignInError, User};
 
 const STYLESHEET: &str = include_str!("../templates/static/keyframe.css");
 const COPY_SCRIPT: &str = include_str!("../templates/static/copy.js");
@@ -293,7 +292,8 @@ pub fn sign_in(
     source: &str,
     now: i64,
 ) -> Result<SignIn, Error> {
-    match state.tokens.sign_in(conn, username, password, source, now) {
+    let lockout = &state.tokens.settings;
+    match users::sign_in(conn, lockout, username, password, source, now) {
         Ok(user) => {
             if let Some(previous) = previous {
                 sessions::end(conn, previous)?;
@@ -305,18 +305,17 @@ pub fn sign_in(
                 now,
             )?))
         }
-        Err(OAuthError::Locked { retry_after }) => Ok(SignIn::Refused(Refusal {
+        Err(SignInError::Locked { retry_after }) => Ok(SignIn::Refused(Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: "Too many failed sign-ins. Wait a while, then try again.",
             retry_after: Some(retry_after),
         })),
-        Err(OAuthError::InvalidGrant(_)) => Ok(SignIn::Refused(Refusal {
+        Err(SignInError::Invalid) => Ok(SignIn::Refused(Refusal {
             status: StatusCode::UNAUTHORIZED,
             message: "The username or password is not right.",
             retry_after: None,
         })),
-        Err(OAuthError::Server(error)) => Err(error),
-        Err(other) => Err(Error::Internal(other.to_string())),
+        Err(SignInError::Failed(error)) => Err(error),
     }
 }
 

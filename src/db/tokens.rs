@@ -1,4 +1,4 @@
-//! Token families, refresh tokens, revoked access tokens and sign-in failures.
+//! Token families, refresh tokens and revoked access tokens (and the purge of every expired row).
 
 use diesel::backend::Backend;
 use diesel::dsl::{exists, not};
@@ -10,8 +10,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
 
 use super::schema::{
-    login_failures, memberships, refresh_tokens, revoked_access_tokens, tenants, token_families,
-    users,
+    memberships, refresh_tokens, revoked_access_tokens, tenants, token_families, users,
 };
 use super::users::{membership_cells, one_user, MembershipCells, UserRow};
 use super::{is_unique_violation, on_backend, DbConnection};
@@ -275,48 +274,6 @@ pub fn revoke_access_token(
     }
 }
 
-/// The username's failed sign-ins after `since`, oldest first, as (source, failed_at).
-pub fn recent_failures(
-    conn: &mut DbConnection,
-    username: &str,
-    since: i64,
-) -> Result<Vec<(String, i64)>, Error> {
-    Ok(login_failures::table
-        .filter(login_failures::username.eq(username))
-        .filter(login_failures::failed_at.gt(since))
-        .order(login_failures::failed_at.asc())
-        .select((login_failures::source, login_failures::failed_at))
-        .load(conn)?)
-}
-
-pub fn record_failure(
-    conn: &mut DbConnection,
-    id: &str,
-    username: &str,
-    source: &str,
-    now: i64,
-) -> Result<(), Error> {
-    diesel::insert_into(login_failures::table)
-        .values((
-            login_failures::id.eq(id),
-            login_failures::username.eq(username),
-            login_failures::source.eq(source),
-            login_failures::failed_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-pub fn clear_failures(conn: &mut DbConnection, username: &str, source: &str) -> Result<(), Error> {
-    diesel::delete(
-        login_failures::table
-            .filter(login_failures::username.eq(username))
-            .filter(login_failures::source.eq(source)),
-    )
-    .execute(conn)?;
-    Ok(())
-}
-
 /// What `purge` deleted, by kind.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Purged {
@@ -370,14 +327,12 @@ pub fn purge(
         revoked_access_tokens::table.filter(revoked_access_tokens::expires_at.lt(now)),
     )
     .execute(conn)?;
-    purged.login_failures = diesel::delete(
-        login_failures::table.filter(login_failures::failed_at.le(now - lockout_window)),
-    )
-    .execute(conn)?;
+    purged.login_failures = super::login_failures::purge(conn, now - lockout_window)?;
     purged.signing_keys = super::keys::purge(
         conn,
         now - access_ttl - crate::keys::SIGNING_KEY_RECHECK_SECS,
     )?;
-    (purged.sessions, purged.authorization_codes) = super::sessions::purge(conn, now)?;
+    purged.sessions = super::sessions::purge(conn, now)?;
+    purged.authorization_codes = super::codes::purge(conn, now)?;
     Ok(purged)
 }

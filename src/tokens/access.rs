@@ -6,9 +6,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::exchange::EXCHANGED_SID_PREFIX;
+use super::TokenService;
+use crate::clients::Client;
+use crate::db::{self, DbConnection};
 use crate::error::Error;
 use crate::keys::{KeyRing, Loaded, SigningKey, ALGORITHM};
 
@@ -120,5 +124,118 @@ impl VerifiedTokens {
             self.cache.insert(key, Arc::new(claims.clone()));
         }
         Ok(claims)
+    }
+}
+
+impl TokenService {
+    /// An access token that is genuine, unexpired and still backed by everything it depends on
+    /// (family, user, membership, not revoked), with the user's name.
+    pub fn verify_access_token(
+        &self,
+        conn: &mut DbConnection,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<(AccessClaims, Option<String>)>, Error> {
+        let Some(claims) =
+            self.verified
+                .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)?
+        else {
+            return Ok(None);
+        };
+        if claims.sid.starts_with(EXCHANGED_SID_PREFIX) {
+            let principal = self.exchanged_principal(conn, &claims, now)?;
+            return Ok(principal.map(|p| (claims, p.username)));
+        }
+        let username = db::tokens::access_token_username(
+            conn,
+            &claims.sid,
+            &claims.jti,
+            &claims.sub,
+            &claims.tenant,
+        )?;
+        Ok(username.map(|name| (claims, Some(name))))
+    }
+
+    /// RFC 7662 for a JWT: what it claims, while it is genuine and still backed.
+    pub(super) fn introspect_access(
+        &self,
+        conn: &mut DbConnection,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<Value>, Error> {
+        let Some((claims, username)) = self.verify_access_token(conn, token, now)? else {
+            return Ok(None);
+        };
+        let mut answer = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": claims.scope,
+            "client_id": claims.client_id,
+            "sub": claims.sub,
+            "tenant": claims.tenant,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "iss": claims.iss,
+            "aud": claims.aud,
+            "jti": claims.jti,
+        });
+        // A system token's JWT speaks for the tenant: it has no username.
+        if let Some(username) = username {
+            answer["username"] = json!(username);
+        }
+        Ok(Some(answer))
+    }
+
+    /// Listed as revoked until it expires, when it is the calling client's.
+    pub(super) fn revoke_access(
+        &self,
+        conn: &mut DbConnection,
+        client: &Client,
+        token: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        if let Some(claims) =
+            self.verified
+                .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)?
+        {
+            if claims.client_id == client.client_id {
+                db::tokens::revoke_access_token(conn, &claims.jti, claims.exp)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::super::testing::*;
+    use crate::config::TokenSettings;
+
+    #[test]
+    fn access_tokens_expire_at_their_ttl() {
+        let f = fixture(TokenSettings::default());
+        let pair = f.password("pw", T0).expect("grant");
+        assert_eq!(pair.expires_in, 600);
+        assert!(f.active(&pair.access_token, T0 + 599));
+        assert!(!f.active(&pair.access_token, T0 + 600));
+    }
+
+    #[test]
+    fn remembered_verifications_still_check_bytes_expiry_and_revocation() {
+        let f = fixture(TokenSettings::default());
+        let jwt = f.password("pw", T0).expect("grant").access_token;
+        assert!(f.active(&jwt, T0 + 1));
+        assert!(f.active(&jwt, T0 + 2), "answered again from the cache");
+        // Another signature over the same header and claims is not the remembered token.
+        let (signed, signature) = jwt.rsplit_once('.').expect("three parts");
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+        assert!(!f.active(&forged, T0 + 2));
+        // Revocation is a liveness question, never answered from the cache.
+        let mut conn = f.db.conn().expect("conn");
+        f.service
+            .revoke(&mut conn, &f.client, &jwt, T0 + 3)
+            .expect("revoke");
+        assert!(!f.active(&jwt, T0 + 4));
     }
 }

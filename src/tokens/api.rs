@@ -499,6 +499,80 @@ pub fn principal_of(
     }
 }
 
+impl super::TokenService {
+    /// Who a bearer token on Keyframe's own APIs speaks for: an API token, or an access token
+    /// (the user with their current role in the token's tenant).
+    pub fn principal(
+        &self,
+        conn: &mut DbConnection,
+        bearer: &str,
+        now: i64,
+    ) -> Result<Option<Principal>, Error> {
+        if well_formed(bearer).is_some() {
+            return authenticate(conn, bearer, now);
+        }
+        let Some((claims, _)) = self.verify_access_token(conn, bearer, now)? else {
+            return Ok(None);
+        };
+        if claims
+            .sid
+            .starts_with(super::exchange::EXCHANGED_SID_PREFIX)
+        {
+            return self.exchanged_principal(conn, &claims, now);
+        }
+        let Some(user) = db::users::find_by_id(conn, &claims.sub)? else {
+            return Ok(None);
+        };
+        let tenant = TenantId::from_db(claims.tenant.clone());
+        let Some(membership) = user.tenants.iter().find(|m| m.id == tenant) else {
+            return Ok(None);
+        };
+        Ok(Some(Principal {
+            roles: vec![membership.role],
+            tenant,
+            user_id: Some(user.id.clone()),
+            username: Some(user.username.to_string()),
+            credential: Credential::AccessToken {
+                scopes: super::scope::split(&claims.scope),
+            },
+            expires_at: Some(claims.exp),
+            created_at: Some(claims.iat),
+        }))
+    }
+
+    /// RFC 7662 for an API token: its kind, roles as scope, owner and tenant.
+    pub(super) fn introspect_api_token(
+        &self,
+        conn: &mut DbConnection,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        use serde_json::json;
+        let Some(principal) = authenticate(conn, token, now)? else {
+            return Ok(None);
+        };
+        let kind = principal.api_token().map_or(Kind::System, |(_, kind)| kind);
+        let mut answer = json!({
+            "active": true,
+            "token_type": kind.token_type(),
+            "scope": principal.scope(),
+            "sub": principal.subject(),
+            "tenant": principal.tenant,
+            "iss": self.issuer,
+        });
+        if let Some(username) = &principal.username {
+            answer["username"] = json!(username);
+        }
+        if let Some(created) = principal.created_at {
+            answer["iat"] = json!(created);
+        }
+        if let Some(expires) = principal.expires_at {
+            answer["exp"] = json!(expires);
+        }
+        Ok(Some(answer))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

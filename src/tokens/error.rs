@@ -97,3 +97,15 @@ impl From<diesel::result::Error> for OAuthError {
         OAuthError::Server(error.into())
     }
 }
+
+impl From<crate::users::SignInError> for OAuthError {
+    fn from(error: crate::users::SignInError) -> Self {
+        match error {
+            crate::users::SignInError::Invalid => {
+                OAuthError::InvalidGrant("invalid username or password".into())
+            }
+            crate::users::SignInError::Locked { retry_after } => OAuthError::Locked { retry_after },
+            crate::users::SignInError::Failed(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Consents a user gave a client, per tenant and scope set.
+
+use diesel::prelude::*;
+
+use super::schema::consents;
+use super::{is_unique_violation, DbConnection};
+use crate::error::Error;
+
+pub fn exists(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+    tenant_id: &str,
+    scope: &str,
+) -> Result<bool, Error> {
+    use diesel::dsl::{exists, select};
+    Ok(select(exists(
+        consents::table
+            .filter(consents::user_id.eq(user_id))
+            .filter(consents::client_id.eq(client_id))
+            .filter(consents::tenant_id.eq(tenant_id))
+            .filter(consents::scope.eq(scope)),
+    ))
+    .get_result(conn)?)
+}
+
+pub fn remember(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+    tenant_id: &str,
+    scope: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let inserted = diesel::insert_into(consents::table)
+        .values((
+            consents::user_id.eq(user_id),
+            consents::client_id.eq(client_id),
+            consents::tenant_id.eq(tenant_id),
+            consents::scope.eq(scope),
+            consents::created_at.eq(now),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(()),
+        // Given twice (two tabs): still given.
+        Err(e) if is_unique_violation(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
