@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::form::Form;
 use crate::tenants::TenantId;
 use crate::tokens::scope;
-use crate::users::User;
+use crate::users::{TenantRefusal, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prompt {
@@ -189,15 +189,9 @@ impl AuthorizationRequest {
     }
 
     /// The tenant to preselect: the requested one if the user belongs to it, else the default.
-    pub fn tenant_for(&self, user: &User) -> Result<TenantId, String> {
-        match &self.tenant {
-            Some(t) if user.tenants.iter().any(|m| &m.id == t) => Ok(t.clone()),
-            Some(t) => Err(format!("the user is not a member of tenant {t}")),
-            None => user
-                .default_tenant
-                .clone()
-                .ok_or_else(|| "the user is not a member of any tenant".into()),
-        }
+    pub fn tenant_for(&self, user: &User) -> Result<TenantId, TenantRefusal> {
+        user.choose_tenant(self.tenant.as_ref())
+            .map(|m| m.id.clone())
     }
 
     /// The consent key: the scope set in a canonical order.

@@ -349,12 +349,16 @@ impl Config {
 }
 
 /// A CIDR range, or a single address (a /32 or /128).
-fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
+fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, Error> {
     let raw = raw.trim();
     raw.parse::<ipnet::IpNet>()
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map(|net| net.trunc())
-        .map_err(|_| format!("{raw:?} is not an address range such as 10.0.0.0/8 or ::1"))
+        .map_err(|_| {
+            Error::Config(format!(
+                "{raw:?} is not an address range such as 10.0.0.0/8 or ::1"
+            ))
+        })
 }
 
 fn validate_audience(raw: &str) -> Result<String, Error> {

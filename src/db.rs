@@ -63,15 +63,16 @@ pub enum DatabaseUrl {
 impl DatabaseUrl {
     /// `postgres://` and `postgresql://` select PostgreSQL; `sqlite://PATH` or a plain path
     /// selects SQLite. Any other scheme is refused rather than taken for a file name.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
         let raw = raw.trim();
         if raw.is_empty() {
-            return Err("the database URL is empty".into());
+            return Err(Error::Config("the database URL is empty".into()));
         }
         let lower = raw.to_ascii_lowercase();
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            url::Url::parse(raw)
-                .map_err(|e| format!("invalid PostgreSQL URL {}: {e}", redact_url(raw)))?;
+            url::Url::parse(raw).map_err(|e| {
+                Error::Config(format!("invalid PostgreSQL URL {}: {e}", redact_url(raw)))
+            })?;
             return Ok(Self::Postgres {
                 url: raw.to_owned(),
             });
@@ -80,21 +81,21 @@ impl DatabaseUrl {
             Some(_) => &raw["sqlite://".len()..],
             None => {
                 if let Some((scheme, _)) = raw.split_once("://") {
-                    return Err(format!(
+                    return Err(Error::Config(format!(
                         "unsupported database URL scheme `{scheme}://`: use postgres://, \
                          postgresql://, sqlite://PATH or a file path"
-                    ));
+                    )));
                 }
                 raw
             }
         };
         if path.is_empty() {
-            return Err("the SQLite database path is empty".into());
+            return Err(Error::Config("the SQLite database path is empty".into()));
         }
         if path == ":memory:" {
-            return Err(
+            return Err(Error::Config(
                 "an in-memory SQLite database is not shared between connections: use a file".into(),
-            );
+            ));
         }
         Ok(Self::Sqlite {
             path: path.to_owned(),

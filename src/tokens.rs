@@ -26,7 +26,7 @@ use crate::keys::KeyRing;
 use crate::secrets::{self, PlainSecret};
 use crate::tenants::TenantId;
 use crate::tokens::error::OAuthError;
-use crate::users::User;
+use crate::users::{TenantRefusal, User};
 use access::AccessClaims;
 
 pub const REFRESH_TOKEN_PREFIX: &str = "kf_rt_";
@@ -355,22 +355,14 @@ fn parse_tenant(raw: &str) -> Result<TenantId, OAuthError> {
     TenantId::parse(raw).map_err(|e| OAuthError::InvalidRequest(e.to_string()))
 }
 
-/// The requested tenant if the user is a member of it, else the user's default tenant.
+/// The tenant a grant is scoped to: `User::choose_tenant`, in the protocol's words.
 fn choose_tenant(user: &User, requested: Option<TenantId>) -> Result<TenantId, OAuthError> {
-    match requested {
-        Some(tenant) => {
-            if user.tenants.iter().any(|m| m.id == tenant) {
-                Ok(tenant)
-            } else {
-                Err(OAuthError::ForeignTenant(format!(
-                    "the user is not a member of tenant {tenant}"
-                )))
-            }
-        }
-        None => user.default_tenant.clone().ok_or_else(|| {
-            OAuthError::InvalidRequest("the user is not a member of any tenant".into())
-        }),
-    }
+    user.choose_tenant(requested.as_ref())
+        .map(|m| m.id.clone())
+        .map_err(|refusal| match refusal {
+            TenantRefusal::NotAMember(_) => OAuthError::ForeignTenant(refusal.to_string()),
+            TenantRefusal::NoTenant => OAuthError::InvalidRequest(refusal.to_string()),
+        })
 }
 
 /// Deletes expired and revoked rows; never anything still valid.

@@ -120,6 +120,39 @@ pub struct User {
     pub created_at: i64,
 }
 
+/// Why a request cannot act in the tenant it asked for (or in any).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantRefusal {
+    #[error("the user is not a member of tenant {0}")]
+    NotAMember(TenantId),
+    #[error("the user is not a member of any tenant")]
+    NoTenant,
+}
+
+impl User {
+    pub fn membership(&self, tenant: &TenantId) -> Option<&Membership> {
+        self.tenants.iter().find(|m| &m.id == tenant)
+    }
+
+    /// The one rule for "which tenant" a request acts in: the tenant it names when the user is
+    /// a member of it, else the user's default tenant.
+    pub fn choose_tenant(
+        &self,
+        requested: Option<&TenantId>,
+    ) -> Result<&Membership, TenantRefusal> {
+        match requested {
+            Some(tenant) => self
+                .membership(tenant)
+                .ok_or_else(|| TenantRefusal::NotAMember(tenant.clone())),
+            None => self
+                .default_tenant
+                .as_ref()
+                .and_then(|tenant| self.membership(tenant))
+                .ok_or(TenantRefusal::NoTenant),
+        }
+    }
+}
+
 pub fn create(
     conn: &mut DbConnection,
     username: &str,
@@ -198,7 +231,7 @@ pub fn add_tenant(
     write_transaction(conn, |conn| {
         let user = find_in(conn, &username)?;
         crate::tenants::get(conn, &tenant)?;
-        if let Some(existing) = user.tenants.iter().find(|m| m.id == tenant) {
+        if let Some(existing) = user.membership(&tenant) {
             return Err(Error::Conflict(format!(
                 "user {username} is already a member of tenant {tenant} (role {})",
                 existing.role
@@ -223,7 +256,7 @@ pub fn remove_tenant(
     let tenant = TenantId::parse(tenant)?;
     write_transaction(conn, |conn| {
         let user = find_in(conn, &username)?;
-        if !user.tenants.iter().any(|m| m.id == tenant) {
+        if user.membership(&tenant).is_none() {
             return Err(Error::NotFound(format!(
                 "user {username} is not a member of tenant {tenant}"
             )));
@@ -340,6 +373,43 @@ fn locked_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_acts_in_the_named_tenant_if_a_member_else_the_default() {
+        let tenant = |id: &str| TenantId::parse(id).expect("id");
+        let member = |id: &str, role| Membership {
+            id: tenant(id),
+            name: id.to_uppercase(),
+            role,
+        };
+        let user = User {
+            id: "u1".into(),
+            username: Username::parse("alice").expect("name"),
+            disabled: false,
+            default_tenant: Some(tenant("acme")),
+            tenants: vec![member("acme", Role::Owner), member("beta", Role::Member)],
+            created_at: 0,
+        };
+        assert_eq!(user.choose_tenant(None).map(|m| m.role), Ok(Role::Owner));
+        assert_eq!(
+            user.choose_tenant(Some(&tenant("beta"))).map(|m| m.role),
+            Ok(Role::Member)
+        );
+        assert_eq!(
+            user.choose_tenant(Some(&tenant("gamma")))
+                .map(|m| m.id.clone()),
+            Err(TenantRefusal::NotAMember(tenant("gamma")))
+        );
+        let homeless = User {
+            default_tenant: None,
+            tenants: Vec::new(),
+            ..user
+        };
+        assert_eq!(
+            homeless.choose_tenant(None).map(|m| m.id.clone()),
+            Err(TenantRefusal::NoTenant)
+        );
+    }
 
     #[test]
     fn usernames_are_case_insensitive_and_visible() {

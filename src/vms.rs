@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clients::{Client, GrantType, KnownClients};
-use crate::db::{self, DbConnection};
+use crate::db::DbConnection;
 use crate::error;
 use crate::http::endpoint::Endpoint;
 use crate::http::read_json;
 use crate::startup::AppState;
 use crate::tokens::error::OAuthError;
-use crate::tokens::{GrantRequest, TokenResponse};
+use crate::tokens::{api, GrantRequest, TokenResponse};
 
 /// The built-in first-party client these endpoints act for.
 pub const CLIENT_ID: &str = "keyframe-vms-api";
@@ -270,25 +270,14 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         else {
             return Err(unauthorized("the token is invalid, expired or revoked"));
         };
-        let list: Vec<VideoManager> = match &principal.user_id {
-            Some(user_id) => db::users::find_by_id(&mut conn, user_id)?
-                .ok_or_else(|| unauthorized("the user no longer exists"))?
-                .tenants
-                .into_iter()
-                .map(|m| VideoManager {
-                    id: m.id.to_string(),
-                    name: m.name,
-                })
-                .collect(),
-            // A system token belongs to its tenant alone.
-            None => {
-                let tenant = crate::tenants::get(&mut conn, &principal.tenant)?;
-                vec![VideoManager {
-                    id: tenant.id.to_string(),
-                    name: tenant.name,
-                }]
-            }
-        };
+        let list: Vec<VideoManager> = api::usable_tenants(&mut conn, &principal)?
+            .ok_or_else(|| unauthorized("the user no longer exists"))?
+            .into_iter()
+            .map(|t| VideoManager {
+                id: t.id.to_string(),
+                name: t.name,
+            })
+            .collect();
         Ok(json!({ "videoManagerList": list, "validForVideoManager": principal.tenant }))
     })
     .await??;

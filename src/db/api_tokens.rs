@@ -86,34 +86,65 @@ pub fn by_digest(conn: &mut DbConnection, digest: &str) -> Result<Option<ApiToke
         .optional()?)
 }
 
-pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<ApiTokenRow>, Error> {
+// Statements on one token name its tenant too: defence in depth against an id from
+// another tenant reaching them.
+
+pub fn by_id(
+    conn: &mut DbConnection,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Option<ApiTokenRow>, Error> {
     Ok(api_tokens::table
         .find(id)
+        .filter(api_tokens::tenant_id.eq(tenant.as_str()))
         .select(ApiTokenRow::as_select())
         .get_result(conn)
         .optional()?)
 }
 
-pub fn set_digest(conn: &mut DbConnection, id: &str, digest: &str) -> Result<(), Error> {
-    diesel::update(api_tokens::table.find(id))
-        .set(api_tokens::digest.eq(digest))
-        .execute(conn)?;
+pub fn set_digest(
+    conn: &mut DbConnection,
+    tenant: &TenantId,
+    id: &str,
+    digest: &str,
+) -> Result<(), Error> {
+    diesel::update(
+        api_tokens::table
+            .find(id)
+            .filter(api_tokens::tenant_id.eq(tenant.as_str())),
+    )
+    .set(api_tokens::digest.eq(digest))
+    .execute(conn)?;
     Ok(())
 }
 
-pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), Error> {
-    diesel::delete(api_tokens::table.find(id)).execute(conn)?;
+pub fn delete(conn: &mut DbConnection, tenant: &TenantId, id: &str) -> Result<(), Error> {
+    diesel::delete(
+        api_tokens::table
+            .find(id)
+            .filter(api_tokens::tenant_id.eq(tenant.as_str())),
+    )
+    .execute(conn)?;
     Ok(())
 }
 
 /// Records a use, unless one was recorded since `not_since` (a concurrent request did it).
-pub fn touch(conn: &mut DbConnection, id: &str, now: i64, not_since: i64) -> Result<(), Error> {
+pub fn touch(
+    conn: &mut DbConnection,
+    tenant: &TenantId,
+    id: &str,
+    now: i64,
+    not_since: i64,
+) -> Result<(), Error> {
     diesel::update(
-        api_tokens::table.find(id).filter(
-            api_tokens::last_used_at
-                .is_null()
-                .or(api_tokens::last_used_at.le(not_since)),
-        ),
+        api_tokens::table
+            .find(id)
+            .filter(api_tokens::tenant_id.eq(tenant.as_str()))
+            .filter(
+                api_tokens::last_used_at
+                    .is_null()
+                    .or(api_tokens::last_used_at.le(not_since)),
+            ),
     )
     .set(api_tokens::last_used_at.eq(now))
     .execute(conn)?;

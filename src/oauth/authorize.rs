@@ -114,7 +114,7 @@ pub fn after_sign_in(
         Err(problem) => {
             return Ok(Step::Redirect(request.error_redirect(
                 "invalid_request",
-                &problem,
+                &problem.to_string(),
                 issuer,
             )))
         }

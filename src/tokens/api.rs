@@ -231,6 +231,29 @@ pub struct NewApiToken {
     pub expires_at: Option<i64>,
 }
 
+impl NewApiToken {
+    /// From a form that always posts its role boxes: a personal token acts with its owner's
+    /// role, so roles chosen for one are dropped here instead of refused by `create`.
+    pub fn from_form(
+        name: String,
+        kind: String,
+        roles: Vec<String>,
+        expires_at: Option<i64>,
+    ) -> Self {
+        let roles = if kind == Kind::System.as_str() {
+            roles
+        } else {
+            Vec::new()
+        };
+        Self {
+            name,
+            kind,
+            roles,
+            expires_at,
+        }
+    }
+}
+
 fn in_tenant(principal: &Principal, tenant: &TenantId) -> Result<(), ApiError> {
     if &principal.tenant == tenant {
         Ok(())
@@ -401,6 +424,30 @@ fn managed(
     }
 }
 
+/// The tenants a principal may act in: every membership of its user, or a system token's
+/// own tenant alone. `None` when the user no longer exists.
+pub fn usable_tenants(
+    conn: &mut DbConnection,
+    principal: &Principal,
+) -> Result<Option<Vec<super::TenantRef>>, Error> {
+    let Some(user_id) = &principal.user_id else {
+        let tenant = crate::tenants::get(conn, &principal.tenant)?;
+        return Ok(Some(vec![super::TenantRef {
+            id: tenant.id,
+            name: tenant.name,
+        }]));
+    };
+    Ok(db::users::find_by_id(conn, user_id)?.map(|user| {
+        user.tenants
+            .into_iter()
+            .map(|m| super::TenantRef {
+                id: m.id,
+                name: m.name,
+            })
+            .collect()
+    }))
+}
+
 /// A new secret for the same token (id, name and roles stay); the old secret fails at once.
 pub fn renew(
     conn: &mut DbConnection,
@@ -410,7 +457,7 @@ pub fn renew(
 ) -> Result<(ApiToken, PlainSecret), ApiError> {
     let token = managed(conn, principal, tenant, id, Change::Renew)?;
     let secret = generate(token.kind);
-    db::api_tokens::set_digest(conn, &token.id, &secret.digest())?;
+    db::api_tokens::set_digest(conn, &token.tenant, &token.id, &secret.digest())?;
     Ok((token, secret))
 }
 
@@ -421,7 +468,7 @@ pub fn delete(
     id: &str,
 ) -> Result<(), ApiError> {
     let token = managed(conn, principal, tenant, id, Change::Revoke)?;
-    db::api_tokens::delete(conn, &token.id)?;
+    db::api_tokens::delete(conn, &token.tenant, &token.id)?;
     Ok(())
 }
 
@@ -444,7 +491,8 @@ pub fn authenticate(
             .last_used_at
             .is_none_or(|t| t <= now - LAST_USED_RESOLUTION)
     {
-        db::api_tokens::touch(conn, &row.id, now, now - LAST_USED_RESOLUTION)?;
+        let tenant = TenantId::from_db(row.tenant_id.clone());
+        db::api_tokens::touch(conn, &tenant, &row.id, now, now - LAST_USED_RESOLUTION)?;
     }
     Ok(principal)
 }
@@ -480,7 +528,7 @@ pub fn principal_of(
             if user.disabled {
                 return Ok(None);
             }
-            let Some(membership) = user.tenants.iter().find(|m| m.id == tenant) else {
+            let Some(membership) = user.membership(&tenant) else {
                 return Ok(None);
             };
             Ok(Some(base(
@@ -524,7 +572,7 @@ impl super::TokenService {
             return Ok(None);
         };
         let tenant = TenantId::from_db(claims.tenant.clone());
-        let Some(membership) = user.tenants.iter().find(|m| m.id == tenant) else {
+        let Some(membership) = user.membership(&tenant) else {
             return Ok(None);
         };
         Ok(Some(Principal {

@@ -106,7 +106,7 @@ impl TokenService {
             .filter(|u| !u.disabled)
             .ok_or_else(invalid)?;
         let tenant = TenantId::from_db(row.tenant_id.clone());
-        if !user.tenants.iter().any(|m| m.id == tenant) {
+        if user.membership(&tenant).is_none() {
             return Err(OAuthError::InvalidGrant(format!(
                 "the user is no longer a member of tenant {tenant}"
             )));

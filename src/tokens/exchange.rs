@@ -7,6 +7,7 @@ use crate::clients::Client;
 use crate::db::{self, DbConnection};
 use crate::error::Error;
 use crate::secrets;
+use crate::tenants::TenantId;
 use crate::tokens::error::OAuthError;
 
 /// RFC 8693 §3: the one token type Keyframe takes and issues in an exchange.
@@ -49,7 +50,7 @@ impl TokenService {
         let id = id.to_owned();
         // RFC 8693 §2.1: at most what the subject token carries (its roles).
         let scopes = scope::resolve(scope, &scope::split(&principal.scope()))?;
-        let row = db::api_tokens::by_id(conn, &id)?.ok_or_else(unusable)?;
+        let row = db::api_tokens::by_id(conn, &principal.tenant, &id)?.ok_or_else(unusable)?;
         let exp = principal
             .expires_at
             .map_or(now + self.settings.access_token_ttl, |t| {
@@ -97,7 +98,8 @@ impl TokenService {
         if db::tokens::is_revoked(conn, &claims.jti)? {
             return Ok(None);
         }
-        let Some(row) = db::api_tokens::by_id(conn, id)? else {
+        let tenant = TenantId::from_db(claims.tenant.clone());
+        let Some(row) = db::api_tokens::by_id(conn, &tenant, id)? else {
             return Ok(None);
         };
         if !row.digest.starts_with(generation) {

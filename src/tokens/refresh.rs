@@ -53,7 +53,7 @@ impl TokenService {
             return Err(invalid_refresh());
         }
         let current = TenantId::from_db(token.tenant_id.clone());
-        if !user.tenants.iter().any(|m| m.id == current) {
+        if user.membership(&current).is_none() {
             return Err(OAuthError::InvalidGrant(format!(
                 "the user is no longer a member of tenant {current}"
             )));
@@ -130,7 +130,9 @@ impl TokenService {
             && family.expires_at > now
             && row.idle_expires_at > now
             && !user.disabled
-            && user.tenants.iter().any(|m| m.id.as_str() == row.tenant_id);
+            && user
+                .membership(&TenantId::from_db(row.tenant_id.clone()))
+                .is_some();
         if !live {
             return Ok(None);
         }

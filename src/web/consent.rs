@@ -49,7 +49,7 @@ pub async fn consent(
             ))),
             "allow" => {
                 let tenant = match chosen.as_deref().map(TenantId::parse) {
-                    Some(Ok(t)) if user.tenants.iter().any(|m| m.id == t) => t,
+                    Some(Ok(t)) if user.membership(&t).is_some() => t,
                     Some(_) => {
                         return Ok(Step::Message(
                             StatusCode::BAD_REQUEST,
@@ -62,7 +62,7 @@ pub async fn consent(
                         Err(problem) => {
                             return Ok(Step::Redirect(request.error_redirect(
                                 "invalid_request",
-                                &problem,
+                                &problem.to_string(),
                                 issuer,
                             )))
                         }

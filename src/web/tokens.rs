@@ -15,7 +15,7 @@ use crate::sessions;
 use crate::startup::AppState;
 use crate::tenants::TenantId;
 use crate::tokens::api::{self, ApiError, ApiToken, Change, Kind, NewApiToken, Principal};
-use crate::users::User;
+use crate::users::{TenantRefusal, User};
 use crate::web::{self, LoginPage, TenantOption};
 
 pub struct TokenRow {
@@ -112,21 +112,19 @@ fn end_of_day(raw: &str) -> Option<i64> {
 }
 
 /// The signed-in user acting in a tenant (the requested one, else their default).
-fn principal(user: &User, tenant: Option<&str>) -> Result<Principal, String> {
-    let tenant = match tenant {
-        Some(raw) => TenantId::parse(raw).map_err(|e| e.to_string())?,
-        None => user
-            .default_tenant
-            .clone()
-            .ok_or("You are not a member of any VideoManager.")?,
-    };
+fn principal(user: &User, tenant: Option<&str>) -> Result<Principal, &'static str> {
+    let requested = tenant
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|_| "There is no such VideoManager.")?;
     let membership = user
-        .tenants
-        .iter()
-        .find(|m| m.id == tenant)
-        .ok_or("You are not a member of that VideoManager.")?;
+        .choose_tenant(requested.as_ref())
+        .map_err(|refusal| match refusal {
+            TenantRefusal::NotAMember(_) => "You are not a member of that VideoManager.",
+            TenantRefusal::NoTenant => "You are not a member of any VideoManager.",
+        })?;
     Ok(Principal {
-        tenant,
+        tenant: membership.id.clone(),
         user_id: Some(user.id.clone()),
         username: Some(user.username.to_string()),
         roles: vec![membership.role],
@@ -339,7 +337,7 @@ pub async fn show(
                 return Ok(Outcome::Message(
                     StatusCode::FORBIDDEN,
                     "Not available",
-                    problem,
+                    problem.into(),
                 ))
             }
         };
@@ -367,12 +365,8 @@ pub async fn create(
         .filter_map(|k| form.get(k).map(str::to_owned))
         .collect();
     let expires = form.get("expires").map(str::to_owned);
-    let new = NewApiToken {
-        name: form.get("name").unwrap_or("").to_owned(),
-        kind: form.get("kind").unwrap_or("personal").to_owned(),
-        roles,
-        expires_at: None,
-    };
+    let name = form.get("name").unwrap_or("").to_owned();
+    let kind = form.get("kind").unwrap_or("personal").to_owned();
     run(
         &req,
         &state,
@@ -384,7 +378,7 @@ pub async fn create(
                     return Ok(Outcome::Message(
                         StatusCode::FORBIDDEN,
                         "Not available",
-                        problem,
+                        problem.into(),
                     ))
                 }
             };
@@ -403,15 +397,7 @@ pub async fn create(
                     }
                 },
             };
-            let new = NewApiToken {
-                roles: if new.kind == "system" {
-                    new.roles
-                } else {
-                    Vec::new()
-                },
-                expires_at,
-                ..new
-            };
+            let new = NewApiToken::from_form(name, kind, roles, expires_at);
             match api::create(conn, &principal, &principal.tenant.clone(), new, now) {
                 Ok((token, secret)) => {
                     created_page(conn, user, &principal, "Created", &token, &secret, csrf)
@@ -440,7 +426,7 @@ pub async fn confirm(
     run(&req, &state, "/tokens".into(), move |conn, user, csrf, _| {
         let principal = match principal(user, tenant.as_deref()) {
             Ok(p) => p,
-            Err(problem) => return Ok(Outcome::Message(StatusCode::FORBIDDEN, "Not available", problem)),
+            Err(problem) => return Ok(Outcome::Message(StatusCode::FORBIDDEN, "Not available", problem.into())),
         };
         let tokens = match api::list(conn, &principal, &principal.tenant) {
             Ok(tokens) => tokens,
@@ -502,7 +488,7 @@ pub async fn change(
                     return Ok(Outcome::Message(
                         StatusCode::FORBIDDEN,
                         "Not available",
-                        problem,
+                        problem.into(),
                     ))
                 }
             };
