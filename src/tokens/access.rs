@@ -28,6 +28,8 @@ pub struct AccessClaims {
     pub iat: i64,
     pub jti: String,
     pub client_id: String,
+    /// Left out when the grant has no scopes (RFC 9068 §2.2.3 asks for it when there are).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
     pub tenant: String,
     /// The token family (grant) this token belongs to: revoking the family ends it.

@@ -168,6 +168,8 @@ async fn login_refresh_into_another_video_manager_and_list(backend: Backend) {
     let access = pair["accessToken"].as_str().expect("access token");
     assert_eq!(claims(access)["tenant"], "acme");
     assert_eq!(claims(access)["client_id"], keyframe::vms::CLIENT_ID);
+    // RFC 9068 §2.2.3: no scopes were granted, so the token has no `scope` claim at all.
+    assert!(claims(access).get("scope").is_none(), "{}", claims(access));
     assert!(pair["refreshToken"]
         .as_str()
         .expect("refresh token")
