@@ -9,6 +9,7 @@ mod authorize;
 mod chromium;
 mod cli;
 mod cli_errors;
+mod error_bodies;
 mod http_hygiene;
 mod introspection;
 mod least_privilege;

@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use super::TestApp;
@@ -214,6 +214,19 @@ impl Answer {
 
     pub fn description(&self) -> &str {
         self.body["error_description"].as_str().unwrap_or("")
+    }
+
+    /// What a snapshot of an error answer holds: the status, the headers an RFC asks of it
+    /// (`WWW-Authenticate`, `Allow`, `Cache-Control`) when present, and the JSON body; the
+    /// issuer, whose port changes from run to run, is written `[issuer]`.
+    pub fn error_view(&self, issuer: &str) -> Value {
+        let mut view = json!({ "status": self.status.as_u16(), "body": self.body });
+        for name in ["www-authenticate", "allow", "cache-control"] {
+            if let Some(value) = self.header(name) {
+                view[name] = json!(value);
+            }
+        }
+        serde_json::from_str(&view.to_string().replace(issuer, "[issuer]")).expect("JSON")
     }
 }
 
