@@ -3,105 +3,23 @@
 
 use std::collections::HashMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestApp, TestDb};
-use crate::web_client::{Browser, Page};
+use crate::helpers::{
+    authorize_query, claims, Backend, Browser, ClientSpec, Page, TestApp, World, REDIRECT, VERIFIER,
+};
 
-pub(crate) const REDIRECT: &str = "https://app.example/callback";
-const VERIFIER: &str = "a-verifier-that-is-long-enough-for-rfc-7636-rules_0123456789";
-
-fn challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-struct Setup {
-    app: TestApp,
-    url: String,
-    client_id: String,
-}
-
-/// Tenants acme (alice's default) and beta, alice in both, and a public client "Portal App".
-async fn setup(backend: Backend, adjust: &dyn Fn(&mut keyframe::config::Config)) -> Setup {
-    let db = TestDb::new(backend).expect("database");
-    let url = db.url.clone();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "acme", "--name", "Acme Video"],
-        None,
+/// Tenants acme (alice's default) and beta, alice in both, and the public client "Portal App"
+/// with two redirect URIs and the scopes `video:read` and `video:write`.
+fn portal(backend: Backend) -> crate::helpers::WorldBuilder {
+    World::portal(
+        backend,
+        &[REDIRECT, "https://app.example/other"],
+        &["video:read", "video:write"],
     )
-    .await
-    .json();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "beta", "--name", "Beta Live"],
-        None,
-    )
-    .await
-    .json();
-    let args = [
-        "--json",
-        "user",
-        "create",
-        "alice",
-        "--password-stdin",
-        "--tenant",
-        "acme:owner",
-        "--tenant",
-        "beta",
-    ];
-    keyframe(&url, &args, Some("alice-pw\n")).await.json();
-    let args = [
-        "--json",
-        "client",
-        "create",
-        "--name",
-        "Portal App",
-        "--public",
-        "--redirect-uri",
-        REDIRECT,
-        "--redirect-uri",
-        "https://app.example/other",
-        "--scope",
-        "video:read",
-        "--scope",
-        "video:write",
-    ];
-    let client = keyframe(&url, &args, None).await.json();
-    let client_id = client["client_id"].as_str().expect("client id").to_owned();
-    Setup {
-        app: TestApp::spawn_on(db, adjust).await,
-        url,
-        client_id,
-    }
-}
-
-pub(crate) fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
-    let challenge = challenge(VERIFIER);
-    let mut pairs = vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-        ("scope", "video:read"),
-        ("state", "st&te 1"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
-    for (k, v) in extra {
-        pairs.retain(|(name, _)| name != k);
-        if !v.is_empty() {
-            pairs.push((k, v));
-        }
-    }
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
 }
 
 impl Browser<'_> {
@@ -109,17 +27,8 @@ impl Browser<'_> {
     async fn sign_in(&mut self, query: &str) -> Page {
         let login = self.get(&format!("/oauth/authorize?{query}")).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
-        let (csrf, request) = (login.field("csrf"), login.field("request"));
         let posted = self
-            .post(
-                "/oauth/authorize/login",
-                &[
-                    ("csrf", &csrf),
-                    ("request", &request),
-                    ("username", "alice"),
-                    ("password", "alice-pw"),
-                ],
-            )
+            .submit_login("/oauth/authorize/login", &login, "alice", "alice-pw")
             .await;
         assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
         self.get(&posted.location()).await
@@ -139,6 +48,18 @@ impl Browser<'_> {
     }
 }
 
+/// alice's sign-in on the authorization flow's login form, with these hidden fields.
+async fn alice_signs_in(
+    browser: &mut Browser<'_>,
+    csrf: &str,
+    request: &str,
+    password: &str,
+) -> Page {
+    browser
+        .post_login("/oauth/authorize/login", csrf, request, "alice", password)
+        .await
+}
+
 /// The query parameters of a redirect to the client.
 fn redirect_params(location: &str) -> HashMap<String, String> {
     assert!(location.starts_with(REDIRECT), "{location}");
@@ -148,42 +69,26 @@ fn redirect_params(location: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// The code exchange by the portal (a public client: its `client_id` alone).
 async fn exchange(
-    setup: &Setup,
+    w: &World,
     code: &str,
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("client_id", setup.client_id.as_str()),
-    ];
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code)];
     if let Some(uri) = redirect_uri {
         form.push(("redirect_uri", uri));
     }
     if let Some(v) = verifier {
         form.push(("code_verifier", v));
     }
-    let response = setup
+    let answer = w
         .app
-        .http
-        .post(format!("{}/oauth/token", setup.app.address))
-        .form(&form)
-        .send()
-        .await
-        .expect("token");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
-fn claims(jwt: &str) -> Value {
-    serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(1).expect("jwt"))
-            .expect("b64"),
-    )
-    .expect("json")
+        .post_form("/oauth/token", w.client().auth(), &form)
+        .await;
+    assert!(!answer.body.is_null(), "not JSON: {}", answer.text);
+    (answer.status, answer.body)
 }
 
 fn assert_page_headers(page: &Page) {
@@ -206,9 +111,9 @@ fn assert_page_headers(page: &Page) {
 }
 
 async fn code_flow_with_pkce_and_a_chosen_tenant(backend: Backend) {
-    let s = setup(backend, &|_| {}).await;
+    let s = portal(backend).build().await;
     let mut browser = Browser::new(&s.app);
-    let query = authorize_query(&s.client_id, &[]);
+    let query = authorize_query(&s.client().id, &[]);
 
     let login = browser.get(&format!("/oauth/authorize?{query}")).await;
     assert_eq!(login.status, StatusCode::OK);
@@ -224,15 +129,7 @@ async fn code_flow_with_pkce_and_a_chosen_tenant(backend: Backend) {
     assert!(login.set_cookie("kf_csrf").is_some());
 
     let posted = browser
-        .post(
-            "/oauth/authorize/login",
-            &[
-                ("csrf", &login.field("csrf")),
-                ("request", &login.field("request")),
-                ("username", "ALICE"),
-                ("password", "alice-pw"),
-            ],
-        )
+        .submit_login("/oauth/authorize/login", &login, "ALICE", "alice-pw")
         .await;
     assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
     let session = posted.set_cookie("kf_session").expect("a session cookie");
@@ -313,45 +210,36 @@ async fn code_flow_with_pkce_and_a_chosen_tenant(backend: Backend) {
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
     let refreshed = s
-        .app
-        .http
-        .post(format!("{}/oauth/token", s.app.address))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            (
-                "refresh_token",
-                tokens["refresh_token"].as_str().expect("rt"),
-            ),
-            ("client_id", &s.client_id),
-        ])
-        .send()
-        .await
-        .expect("refresh");
+        .refresh(tokens["refresh_token"].as_str().expect("rt"), &[])
+        .await;
     assert_eq!(
-        refreshed.status(),
+        refreshed.status,
         StatusCode::BAD_REQUEST,
         "the first use's refresh token is revoked"
     );
 }
 
 async fn bad_authorization_requests(backend: Backend) {
-    let s = setup(backend, &|_| {}).await;
+    let s = portal(backend).build().await;
     let mut browser = Browser::new(&s.app);
 
     // Unknown client, unregistered redirect URI: an error page, never a redirect.
     for query in [
         authorize_query("no-such-client", &[]),
-        authorize_query(&s.client_id, &[("redirect_uri", "https://evil.example/cb")]),
         authorize_query(
-            &s.client_id,
+            &s.client().id,
+            &[("redirect_uri", "https://evil.example/cb")],
+        ),
+        authorize_query(
+            &s.client().id,
             &[("redirect_uri", "https://app.example/callback/")],
         ),
-        authorize_query(&s.client_id, &[("redirect_uri", "")]),
+        authorize_query(&s.client().id, &[("redirect_uri", "")]),
         // A repeated parameter (RFC 6749 §3.1) makes the whole request untrustworthy.
         format!(
             "{}&client_id={}",
-            authorize_query(&s.client_id, &[]),
-            s.client_id
+            authorize_query(&s.client().id, &[]),
+            s.client().id
         ),
     ] {
         let page = browser.get(&format!("/oauth/authorize?{query}")).await;
@@ -361,57 +249,29 @@ async fn bad_authorization_requests(backend: Backend) {
     }
 
     // Everything else goes back to the client with error, state and iss.
-    let other = keyframe(
-        &s.url,
-        &[
-            "--json",
-            "client",
-            "create",
-            "--name",
-            "Code-less",
-            "--grant-type",
-            "refresh_token",
-            "--redirect-uri",
-            REDIRECT,
-        ],
-        None,
-    )
-    .await
-    .json();
-    let cases: Vec<(String, &str)> = vec![
+    let other = s
+        .app
+        .create_client(
+            ClientSpec::confidential("Code-less")
+                .grants(&["refresh_token"])
+                .redirect_uris(&[REDIRECT]),
+        )
+        .await;
+    type Extra<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Extra, &str); 7] = [
         (
-            authorize_query(
-                &s.client_id,
-                &[("code_challenge", ""), ("code_challenge_method", "")],
-            ),
+            &[("code_challenge", ""), ("code_challenge_method", "")],
             "invalid_request",
         ),
-        (
-            authorize_query(&s.client_id, &[("code_challenge_method", "plain")]),
-            "invalid_request",
-        ),
-        (
-            authorize_query(&s.client_id, &[("code_challenge_method", "")]),
-            "invalid_request",
-        ),
-        (
-            authorize_query(&s.client_id, &[("code_challenge", "too-short")]),
-            "invalid_request",
-        ),
-        (
-            authorize_query(&s.client_id, &[("response_type", "token")]),
-            "unsupported_response_type",
-        ),
-        (
-            authorize_query(&s.client_id, &[("scope", "video:read admin")]),
-            "invalid_scope",
-        ),
-        (
-            authorize_query(&s.client_id, &[("prompt", "sometimes")]),
-            "invalid_request",
-        ),
+        (&[("code_challenge_method", "plain")], "invalid_request"),
+        (&[("code_challenge_method", "")], "invalid_request"),
+        (&[("code_challenge", "too-short")], "invalid_request"),
+        (&[("response_type", "token")], "unsupported_response_type"),
+        (&[("scope", "video:read admin")], "invalid_scope"),
+        (&[("prompt", "sometimes")], "invalid_request"),
     ];
-    for (query, error) in cases {
+    for (extra, error) in cases {
+        let query = authorize_query(&s.client().id, extra);
         let page = browser.get(&format!("/oauth/authorize?{query}")).await;
         assert_eq!(page.status, StatusCode::FOUND, "{query}: {}", page.body);
         let params = redirect_params(&page.location());
@@ -420,7 +280,7 @@ async fn bad_authorization_requests(backend: Backend) {
         assert_eq!(params["state"], "st&te 1");
         assert_eq!(params["iss"], s.app.issuer);
     }
-    let query = authorize_query(other["client_id"].as_str().expect("id"), &[]);
+    let query = authorize_query(&other.id, &[]);
     let page = browser.get(&format!("/oauth/authorize?{query}")).await;
     assert_eq!(
         redirect_params(&page.location())["error"],
@@ -429,25 +289,18 @@ async fn bad_authorization_requests(backend: Backend) {
 }
 
 async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
-    let s = setup(backend, &|cfg| cfg.tokens.lockout_threshold = 3).await;
+    let s = portal(backend)
+        .config(|cfg| cfg.tokens.lockout_threshold = 3)
+        .build()
+        .await;
     let mut browser = Browser::new(&s.app);
-    let query = authorize_query(&s.client_id, &[]);
+    let query = authorize_query(&s.client().id, &[]);
     let login = browser.get(&format!("/oauth/authorize?{query}")).await;
     let request = login.field("request");
 
     // No or a wrong CSRF token: refused, no session.
     for csrf in ["", "forged-token-forged-token"] {
-        let page = browser
-            .post(
-                "/oauth/authorize/login",
-                &[
-                    ("csrf", csrf),
-                    ("request", &request),
-                    ("username", "alice"),
-                    ("password", "alice-pw"),
-                ],
-            )
-            .await;
+        let page = alice_signs_in(&mut browser, csrf, &request, "alice-pw").await;
         assert_eq!(page.status, StatusCode::FORBIDDEN);
         assert!(page.set_cookie("kf_session").is_none());
     }
@@ -457,15 +310,7 @@ async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
     let mut messages = Vec::new();
     for (user, password) in [("alice", "wrong"), ("nobody", "alice-pw")] {
         let page = browser
-            .post(
-                "/oauth/authorize/login",
-                &[
-                    ("csrf", &csrf),
-                    ("request", &request),
-                    ("username", user),
-                    ("password", password),
-                ],
-            )
+            .post_login("/oauth/authorize/login", &csrf, &request, user, password)
             .await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
         assert!(page.set_cookie("kf_session").is_none());
@@ -515,17 +360,7 @@ async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
 
     // The CSRF token of the login page before that sign-in was replaced at sign-in: a copy of
     // it is worthless now; the fresh login page carries the new one.
-    let stale = browser
-        .post(
-            "/oauth/authorize/login",
-            &[
-                ("csrf", &csrf),
-                ("request", &request),
-                ("username", "alice"),
-                ("password", "alice-pw"),
-            ],
-        )
-        .await;
+    let stale = alice_signs_in(&mut browser, &csrf, &request, "alice-pw").await;
     assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.body);
     assert!(stale.set_cookie("kf_session").is_none());
     let csrf = again.field("csrf");
@@ -534,30 +369,10 @@ async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
     // The sign-in above cleared alice's failures; three new ones lock her out, and then the
     // right password is refused too, with the time until the lock lifts.
     for _ in 0..3 {
-        let page = browser
-            .post(
-                "/oauth/authorize/login",
-                &[
-                    ("csrf", &csrf),
-                    ("request", &request),
-                    ("username", "alice"),
-                    ("password", "wrong"),
-                ],
-            )
-            .await;
+        let page = alice_signs_in(&mut browser, &csrf, &request, "wrong").await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     }
-    let page = browser
-        .post(
-            "/oauth/authorize/login",
-            &[
-                ("csrf", &csrf),
-                ("request", &request),
-                ("username", "alice"),
-                ("password", "alice-pw"),
-            ],
-        )
-        .await;
+    let page = alice_signs_in(&mut browser, &csrf, &request, "alice-pw").await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
     assert!(page.body.contains("Too many failed sign-ins"));
     assert!(page.set_cookie("kf_session").is_none());
@@ -573,15 +388,15 @@ async fn csrf_deny_sign_out_and_login_failures(backend: Backend) {
 }
 
 async fn remembered_consent_and_prompt_values(backend: Backend) {
-    let s = setup(backend, &|_| {}).await;
+    let s = portal(backend).build().await;
     let mut browser = Browser::new(&s.app);
-    let query = authorize_query(&s.client_id, &[]);
+    let query = authorize_query(&s.client().id, &[]);
 
     // prompt=none before signing in.
     let page = browser
         .get(&format!(
             "/oauth/authorize?{}",
-            authorize_query(&s.client_id, &[("prompt", "none")])
+            authorize_query(&s.client().id, &[("prompt", "none")])
         ))
         .await;
     assert_eq!(redirect_params(&page.location())["error"], "login_required");
@@ -592,7 +407,7 @@ async fn remembered_consent_and_prompt_values(backend: Backend) {
     let page = browser
         .get(&format!(
             "/oauth/authorize?{}",
-            authorize_query(&s.client_id, &[("prompt", "none")])
+            authorize_query(&s.client().id, &[("prompt", "none")])
         ))
         .await;
     assert_eq!(
@@ -608,7 +423,7 @@ async fn remembered_consent_and_prompt_values(backend: Backend) {
         let page = browser
             .get(&format!(
                 "/oauth/authorize?{}",
-                authorize_query(&s.client_id, extra)
+                authorize_query(&s.client().id, extra)
             ))
             .await;
         assert_eq!(page.status, StatusCode::FOUND, "{extra:?}");
@@ -628,7 +443,7 @@ async fn remembered_consent_and_prompt_values(backend: Backend) {
         let page = browser
             .get(&format!(
                 "/oauth/authorize?{}",
-                authorize_query(&s.client_id, extra)
+                authorize_query(&s.client().id, extra)
             ))
             .await;
         assert_eq!(page.status, StatusCode::OK, "{extra:?}");
@@ -638,14 +453,14 @@ async fn remembered_consent_and_prompt_values(backend: Backend) {
     let page = browser
         .get(&format!(
             "/oauth/authorize?{}",
-            authorize_query(&s.client_id, &[("tenant", "beta")])
+            authorize_query(&s.client().id, &[("tenant", "beta")])
         ))
         .await;
     assert!(page.body.contains("value=\"beta\" checked"));
     let page = browser
         .get(&format!(
             "/oauth/authorize?{}",
-            authorize_query(&s.client_id, &[("tenant", "gamma")])
+            authorize_query(&s.client().id, &[("tenant", "gamma")])
         ))
         .await;
     assert_eq!(
@@ -657,7 +472,7 @@ async fn remembered_consent_and_prompt_values(backend: Backend) {
     let page = browser
         .get(&format!(
             "/oauth/authorize?{}",
-            authorize_query(&s.client_id, &[("prompt", "login")])
+            authorize_query(&s.client().id, &[("prompt", "login")])
         ))
         .await;
     assert_eq!(page.status, StatusCode::OK);
@@ -665,9 +480,9 @@ async fn remembered_consent_and_prompt_values(backend: Backend) {
 }
 
 async fn expired_codes_are_refused(backend: Backend) {
-    let s = setup(backend, &|_| {}).await;
+    let s = portal(backend).build().await;
     let mut browser = Browser::new(&s.app);
-    let consent = browser.sign_in(&authorize_query(&s.client_id, &[])).await;
+    let consent = browser.sign_in(&authorize_query(&s.client().id, &[])).await;
     let allowed = browser.consent(&consent, "allow", "acme").await;
     let code = redirect_params(&allowed.location())["code"].clone();
     // Codes live 60 seconds.
@@ -681,10 +496,10 @@ async fn expired_codes_are_refused(backend: Backend) {
 }
 
 async fn https_issuers_get_secure_cookies(backend: Backend) {
-    let s = setup(backend, &|cfg| {
-        cfg.issuer = Some("https://auth.example".into())
-    })
-    .await;
+    let s = portal(backend)
+        .config(|cfg| cfg.issuer = Some("https://auth.example".into()))
+        .build()
+        .await;
     // `__Host-`: the browser takes the cookie only Secure, for `/` and without a Domain, so
     // neither a sibling subdomain nor a plain-http answer can plant it.
     let assert_host_cookie = |cookie: Option<String>| {
@@ -695,20 +510,12 @@ async fn https_issuers_get_secure_cookies(backend: Backend) {
         assert!(!cookie.contains("Domain"), "{cookie}");
     };
     let mut browser = Browser::new(&s.app);
-    let query = authorize_query(&s.client_id, &[]);
+    let query = authorize_query(&s.client().id, &[]);
     let login = browser.get(&format!("/oauth/authorize?{query}")).await;
     assert_host_cookie(login.set_cookie("__Host-kf_csrf"));
     assert!(login.set_cookie("kf_csrf").is_none());
     let posted = browser
-        .post(
-            "/oauth/authorize/login",
-            &[
-                ("csrf", &login.field("csrf")),
-                ("request", &login.field("request")),
-                ("username", "alice"),
-                ("password", "alice-pw"),
-            ],
-        )
+        .submit_login("/oauth/authorize/login", &login, "alice", "alice-pw")
         .await;
     assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
     assert_host_cookie(posted.set_cookie("__Host-kf_session"));
@@ -737,18 +544,18 @@ async fn https_issuers_get_secure_cookies(backend: Backend) {
 /// Signing in again (`prompt=login`) ends the session the browser came with: a copy of the old
 /// cookie signs nobody in afterwards.
 async fn signing_in_again_ends_the_previous_session(backend: Backend) {
-    let s = setup(backend, &|_| {}).await;
+    let s = portal(backend).build().await;
     let mut browser = Browser::new(&s.app);
     let silently = format!(
         "/oauth/authorize?{}",
-        authorize_query(&s.client_id, &[("prompt", "none")])
+        authorize_query(&s.client().id, &[("prompt", "none")])
     );
-    let consent = browser.sign_in(&authorize_query(&s.client_id, &[])).await;
+    let consent = browser.sign_in(&authorize_query(&s.client().id, &[])).await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
     let first = browser.jar.get("kf_session").cloned().expect("a session");
 
     let consent = browser
-        .sign_in(&authorize_query(&s.client_id, &[("prompt", "login")]))
+        .sign_in(&authorize_query(&s.client().id, &[("prompt", "login")]))
         .await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
     let second = browser.jar.get("kf_session").cloned().expect("a session");
@@ -782,17 +589,12 @@ backend_tests!(
 /// Static assets come from the binary.
 #[tokio::test]
 async fn the_stylesheet_is_served_from_the_binary() {
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("app");
-    let css = app
-        .http
-        .get(format!("{}/static/keyframe.css", app.address))
-        .send()
-        .await
-        .expect("css");
-    assert_eq!(css.status(), StatusCode::OK);
-    assert!(css.headers()["content-type"]
-        .to_str()
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let css = app.get("/static/keyframe.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css
+        .header("content-type")
         .expect("type")
         .starts_with("text/css"));
-    assert!(css.text().await.expect("text").contains(".card"));
+    assert!(css.text.contains(".card"));
 }

@@ -6,16 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use reqwest::Method;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestApp, TestDb};
+use crate::helpers::{challenge, claims, Backend, World};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -149,52 +147,41 @@ async fn callback_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
     (port, receive)
 }
 
-async fn seed(backend: Backend, redirect_uri: &str) -> (TestApp, String) {
-    let db = TestDb::new(backend).expect("database");
-    let url = db.url.clone();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "acme", "--name", "Acme Video"],
-        None,
-    )
-    .await
-    .json();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "beta", "--name", "Beta Live"],
-        None,
-    )
-    .await
-    .json();
-    let args = [
-        "--json",
-        "user",
-        "create",
-        "alice",
-        "--password-stdin",
-        "--tenant",
-        "acme:owner",
-        "--tenant",
-        "beta",
-    ];
-    keyframe(&url, &args, Some("alice-pw")).await.json();
-    let args = [
-        "--json",
-        "client",
-        "create",
-        "--name",
-        "Portal App",
-        "--public",
-        "--redirect-uri",
-        redirect_uri,
-        "--scope",
-        "video:read",
-    ];
-    let client = keyframe(&url, &args, None).await.json();
-    (
-        TestApp::spawn_on(db, &|_| {}).await,
-        client["client_id"].as_str().expect("id").to_owned(),
-    )
+/// Waits for the element at `css` to appear.
+async fn wait_for(browser: &Client, css: &str, what: &str) {
+    browser
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Types alice's credentials into the sign-in form on screen and submits it.
+async fn sign_in_as_alice(browser: &Client) {
+    for (css, text) in [("#username", "alice"), ("#password", "alice-pw")] {
+        type_into(browser, css, text).await;
+    }
+    click(browser, "button[type=submit]").await;
+}
+
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .expect("type");
 }
 
 async fn sign_in_pick_the_second_tenant_and_get_tokens(backend: Backend) {
@@ -203,13 +190,16 @@ async fn sign_in_pick_the_second_tenant_and_get_tokens(backend: Backend) {
     };
     let (callback_port, code_sent) = callback_server().await;
     let redirect_uri = format!("http://127.0.0.1:{callback_port}/callback");
-    let (app, client_id) = seed(backend, &redirect_uri).await;
+    let w = World::portal(backend, &[&redirect_uri], &["video:read"])
+        .build()
+        .await;
+    let (app, client_id) = (&w.app, w.client().id.as_str());
     let verifier = "chromium-end-to-end-verifier-0123456789-abcdefghij";
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let challenge = challenge(verifier);
     let query = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("response_type", "code"),
-            ("client_id", client_id.as_str()),
+            ("client_id", client_id),
             ("redirect_uri", redirect_uri.as_str()),
             ("scope", "video:read"),
             ("state", "chromium-state"),
@@ -222,41 +212,14 @@ async fn sign_in_pick_the_second_tenant_and_get_tokens(backend: Backend) {
         .goto(&format!("{}/oauth/authorize?{query}", app.address))
         .await
         .expect("open");
-    browser
-        .wait()
-        .for_element(Locator::Css("#username"))
-        .await
-        .expect("the login page");
+    wait_for(&browser, "#username", "the login page").await;
     let source = browser.source().await.expect("source");
     assert!(source.contains("Portal App"));
     shoot(&browser, "login").await;
-    browser
-        .find(Locator::Css("#username"))
-        .await
-        .expect("username")
-        .send_keys("alice")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("#password"))
-        .await
-        .expect("password")
-        .send_keys("alice-pw")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
+    sign_in_as_alice(&browser).await;
 
-    browser
-        .wait()
-        .for_element(Locator::Css("input[name=tenant][value=beta]"))
-        .await
-        .expect("the consent page");
+    let beta = "input[name=tenant][value=beta]";
+    wait_for(&browser, beta, "the consent page").await;
     let source = browser.source().await.expect("source");
     assert!(
         source.contains("Acme Video")
@@ -264,20 +227,8 @@ async fn sign_in_pick_the_second_tenant_and_get_tokens(backend: Backend) {
             && source.contains("View your video")
     );
     shoot(&browser, "consent").await;
-    browser
-        .find(Locator::Css("input[name=tenant][value=beta]"))
-        .await
-        .expect("beta")
-        .click()
-        .await
-        .expect("pick");
-    browser
-        .find(Locator::Css("button[name=decision][value=allow]"))
-        .await
-        .expect("allow")
-        .click()
-        .await
-        .expect("allow");
+    click(&browser, beta).await;
+    click(&browser, "button[name=decision][value=allow]").await;
 
     let query = tokio::time::timeout(Duration::from_secs(20), code_sent)
         .await
@@ -289,32 +240,18 @@ async fn sign_in_pick_the_second_tenant_and_get_tokens(backend: Backend) {
             .collect();
     assert_eq!(params["state"], "chromium-state");
     assert_eq!(params["iss"], app.issuer);
-    let tokens: Value = app
-        .http
-        .post(format!("{}/oauth/token", app.address))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", params["code"].as_str()),
-            ("redirect_uri", redirect_uri.as_str()),
-            ("code_verifier", verifier),
-            ("client_id", client_id.as_str()),
-        ])
-        .send()
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("code_verifier", verifier),
+    ];
+    let tokens = app
+        .post_form("/oauth/token", w.client().auth(), &fields)
         .await
-        .expect("exchange")
-        .json()
-        .await
-        .expect("json");
+        .body;
     assert_eq!(tokens["tenant"], "beta", "{tokens}");
-    let payload = tokens["access_token"]
-        .as_str()
-        .expect("jwt")
-        .split('.')
-        .nth(1)
-        .expect("payload")
-        .to_owned();
-    let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims");
+    let claims = claims(tokens["access_token"].as_str().expect("jwt"));
     assert_eq!(claims["tenant"], "beta");
     browser.close().await.expect("close");
 }
@@ -330,64 +267,25 @@ async fn manage_a_token_on_the_page(backend: Backend) {
     let Some((_driver, browser)) = browser().await else {
         return;
     };
-    let (app, _) = seed(backend, "https://app.example/cb").await;
+    let w = World::portal(backend, &["https://app.example/cb"], &["video:read"])
+        .build()
+        .await;
+    let app = &w.app;
     browser
         .goto(&format!("{}/tokens?tenant=acme", app.address))
         .await
         .expect("open");
-    browser
-        .wait()
-        .for_element(Locator::Css("#username"))
-        .await
-        .expect("sign in first");
-    browser
-        .find(Locator::Css("#username"))
-        .await
-        .expect("u")
-        .send_keys("alice")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("#password"))
-        .await
-        .expect("p")
-        .send_keys("alice-pw")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .for_element(Locator::Css("#name"))
-        .await
-        .expect("the token page");
+    wait_for(&browser, "#username", "sign in first").await;
+    sign_in_as_alice(&browser).await;
+    wait_for(&browser, "#name", "the token page").await;
 
-    browser
-        .find(Locator::Css("#name"))
-        .await
-        .expect("name")
-        .send_keys("Upload script")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css(
-            "form[action='/tokens/create'] button[type=submit]",
-        ))
-        .await
-        .expect("create")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .for_element(Locator::Css("#new-token"))
-        .await
-        .expect("the new token");
+    type_into(&browser, "#name", "Upload script").await;
+    click(
+        &browser,
+        "form[action='/tokens/create'] button[type=submit]",
+    )
+    .await;
+    wait_for(&browser, "#new-token", "the new token").await;
     let secret = value_of(&browser, "#new-token").await.expect("shown once");
     assert!(secret.starts_with("kfpat_"), "{secret}");
     shoot(&browser, "tokens-created").await;
@@ -403,35 +301,15 @@ async fn manage_a_token_on_the_page(backend: Backend) {
     shoot(&browser, "tokens").await;
 
     // Renew, confirming first.
-    browser
-        .find(Locator::Css("a[href*='/renew']"))
-        .await
-        .expect("renew")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .for_element(Locator::Css("form[action$='/renew'] button"))
-        .await
-        .expect("confirmation");
+    click(&browser, "a[href*='/renew']").await;
+    wait_for(&browser, "form[action$='/renew'] button", "confirmation").await;
     assert!(browser
         .source()
         .await
         .expect("source")
         .contains("Renew “Upload script”?"));
-    browser
-        .find(Locator::Css("form[action$='/renew'] button"))
-        .await
-        .expect("confirm")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .for_element(Locator::Css("#new-token"))
-        .await
-        .expect("the renewed token");
+    click(&browser, "form[action$='/renew'] button").await;
+    wait_for(&browser, "#new-token", "the renewed token").await;
     let renewed = value_of(&browser, "#new-token").await.expect("shown once");
     assert_ne!(renewed, secret);
 
@@ -440,45 +318,21 @@ async fn manage_a_token_on_the_page(backend: Backend) {
         .goto(&format!("{}/tokens?tenant=acme", app.address))
         .await
         .expect("list");
-    browser
-        .find(Locator::Css("a[href*='/revoke']"))
-        .await
-        .expect("revoke")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .for_element(Locator::Css("form[action$='/revoke'] button"))
-        .await
-        .expect("confirmation");
+    click(&browser, "a[href*='/revoke']").await;
+    wait_for(&browser, "form[action$='/revoke'] button", "confirmation").await;
     shoot(&browser, "tokens-revoke-confirm").await;
-    browser
-        .find(Locator::Css("form[action$='/revoke'] button"))
-        .await
-        .expect("confirm")
-        .click()
-        .await
-        .expect("click");
-    browser
-        .wait()
-        .for_element(Locator::Css("#name"))
-        .await
-        .expect("back on the list");
+    click(&browser, "form[action$='/revoke'] button").await;
+    wait_for(&browser, "#name", "back on the list").await;
     assert!(!browser
         .source()
         .await
         .expect("source")
         .contains("Upload script"));
     let check = app
-        .http
-        .get(format!("{}/api/v1/tenants/acme/tokens", app.address))
-        .bearer_auth(&renewed)
-        .send()
-        .await
-        .expect("api");
+        .bearer(Method::GET, "/api/v1/tenants/acme/tokens", &renewed, None)
+        .await;
     assert_eq!(
-        check.status(),
+        check.status,
         reqwest::StatusCode::UNAUTHORIZED,
         "the revoked token is dead"
     );

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestDb};
+use crate::helpers::{keyframe, Backend, ClientSpec, TestDb, World};
 
 fn ids(list: &Value, key: &str, field: &str) -> Vec<String> {
     list[key]
@@ -12,8 +12,15 @@ fn ids(list: &Value, key: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `username` signs in with `password`, checked in storage.
+fn signs_in(conn: &mut keyframe::db::DbConnection, username: &str, password: &str) -> bool {
+    keyframe::users::check_password(conn, username, password)
+        .expect("check")
+        .is_some()
+}
+
 async fn tenants_round_trip(backend: Backend) {
-    let db = TestDb::new(backend).expect("database");
+    let db = TestDb::new(backend);
     let created = keyframe(
         &db.url,
         &["--json", "tenant", "create", "acme", "--name", "Acme Corp"],
@@ -51,7 +58,7 @@ async fn tenants_round_trip(backend: Backend) {
 }
 
 async fn users_and_memberships_round_trip(backend: Backend) {
-    let db = TestDb::new(backend).expect("database");
+    let db = TestDb::new(backend);
     for (id, name) in [("acme", "Acme"), ("beta", "Beta"), ("gamma", "Gamma")] {
         keyframe(
             &db.url,
@@ -100,16 +107,8 @@ async fn users_and_memberships_round_trip(backend: Backend) {
     // The password is the first line without its line ending, stored as argon2id.
     let pool = db.connect();
     let mut conn = pool.conn().expect("conn");
-    assert!(
-        keyframe::users::check_password(&mut conn, "ALICE", "s3cret pass")
-            .expect("check")
-            .is_some()
-    );
-    assert!(
-        keyframe::users::check_password(&mut conn, "alice", "s3cret pass\r")
-            .expect("check")
-            .is_none()
-    );
+    assert!(signs_in(&mut conn, "ALICE", "s3cret pass"));
+    assert!(!signs_in(&mut conn, "alice", "s3cret pass\r"));
 
     let listed = keyframe(&db.url, &["--json", "user", "list"], None)
         .await
@@ -156,9 +155,7 @@ async fn users_and_memberships_round_trip(backend: Backend) {
         .json();
     assert_eq!(disabled["disabled"], true);
     assert!(
-        keyframe::users::check_password(&mut conn, "alice", "s3cret pass")
-            .expect("check")
-            .is_none(),
+        !signs_in(&mut conn, "alice", "s3cret pass"),
         "a disabled user does not sign in"
     );
     let enabled = keyframe(&db.url, &["--json", "user", "enable", "alice"], None)
@@ -180,16 +177,8 @@ async fn users_and_memberships_round_trip(backend: Backend) {
     .await
     .json();
     assert_eq!(changed["id"], alice["id"]);
-    assert!(
-        keyframe::users::check_password(&mut conn, "alice", "new one")
-            .expect("check")
-            .is_some()
-    );
-    assert!(
-        keyframe::users::check_password(&mut conn, "alice", "s3cret pass")
-            .expect("check")
-            .is_none()
-    );
+    assert!(signs_in(&mut conn, "alice", "new one"));
+    assert!(!signs_in(&mut conn, "alice", "s3cret pass"));
 
     // A user without tenants is allowed (an operator may add them later).
     let bob = keyframe(
@@ -233,7 +222,7 @@ async fn users_and_memberships_round_trip(backend: Backend) {
 }
 
 async fn clients_round_trip(backend: Backend) {
-    let db = TestDb::new(backend).expect("database");
+    let db = TestDb::new(backend);
     let web = keyframe(
         &db.url,
         &[
@@ -424,270 +413,124 @@ async fn clients_round_trip(backend: Backend) {
 
 /// Every refusal: exit 1, a JSON error naming the problem, and nothing written.
 async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
-    let db = TestDb::new(backend).expect("database");
-    keyframe(
-        &db.url,
-        &["--json", "tenant", "create", "acme", "--name", "Acme"],
-        None,
-    )
-    .await
-    .json();
-    keyframe(
-        &db.url,
-        &[
-            "--json",
-            "user",
-            "create",
-            "alice",
-            "--password-stdin",
-            "--tenant",
-            "acme",
-        ],
-        Some("pw"),
-    )
-    .await
-    .json();
-    keyframe(
-        &db.url,
-        &[
-            "--json",
-            "client",
-            "create",
-            "--name",
-            "App",
-            "--redirect-uri",
-            "https://a.example/cb",
-        ],
-        None,
-    )
-    .await
-    .json();
+    let w = World::builder(backend)
+        .tenant("acme", "Acme")
+        .user("alice", "pw", &["acme"])
+        .client(ClientSpec::confidential("App").redirect_uris(&["https://a.example/cb"]))
+        .build()
+        .await;
+    let url = &w.app.db_url;
 
     let snapshot = || async {
         let mut all = Vec::new();
         for noun in ["tenant", "user", "client"] {
-            all.push(
-                keyframe(&db.url, &["--json", noun, "list"], None)
-                    .await
-                    .json(),
-            );
+            all.push(keyframe(url, &["--json", noun, "list"], None).await.json());
         }
         all
     };
     let before = snapshot().await;
 
-    let cases: &[(&[&str], Option<&str>, &str)] = &[
+    let words = |line: &'static str| line.split(' ').collect::<Vec<_>>();
+    // `user create carol` with these --tenant values, and `client create --name X` with more.
+    let carol = |tenants: &[&'static str]| {
+        let mut args = vec!["user", "create", "carol", "--password-stdin"];
+        tenants.iter().for_each(|t| args.extend(["--tenant", t]));
+        args
+    };
+    let client_x = |more: &[&'static str]| {
+        let mut args = vec!["client", "create", "--name", "X"];
+        args.extend_from_slice(more);
+        args
+    };
+    let app_uri = |more: &[&'static str]| {
+        let mut args = vec!["--redirect-uri", "https://a.example/"];
+        args.extend_from_slice(more);
+        client_x(&args)
+    };
+    let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
         (
-            &["tenant", "create", "acme", "--name", "Again"],
+            words("tenant create acme --name Again"),
             None,
             "already exists",
         ),
         (
-            &["tenant", "create", "Not-A-Slug", "--name", "X"],
+            words("tenant create Not-A-Slug --name X"),
             None,
             "invalid tenant id",
         ),
         (
-            &["tenant", "create", "under_score", "--name", "X"],
+            words("tenant create under_score --name X"),
             None,
             "invalid tenant id",
         ),
         (
-            &["tenant", "create", "new", "--name", "  "],
+            vec!["tenant", "create", "new", "--name", "  "],
             None,
             "name is empty",
         ),
         (
-            &["user", "create", "ALICE", "--password-stdin"],
+            words("user create ALICE --password-stdin"),
             Some("pw"),
             "already exists",
         ),
+        (carol(&["acme", "nope"]), Some("pw"), "unknown tenant nope"),
+        (carol(&["acme:boss"]), Some("pw"), "unknown role"),
+        (carol(&["acme", "acme:admin"]), Some("pw"), "named twice"),
+        (carol(&["acme"]), Some("\n"), "password is empty"),
+        (carol(&["acme"]), None, "password is empty"),
         (
-            &[
-                "user",
-                "create",
-                "carol",
-                "--password-stdin",
-                "--tenant",
-                "acme",
-                "--tenant",
-                "nope",
-            ],
-            Some("pw"),
-            "unknown tenant nope",
-        ),
-        (
-            &[
-                "user",
-                "create",
-                "carol",
-                "--password-stdin",
-                "--tenant",
-                "acme:boss",
-            ],
-            Some("pw"),
-            "unknown role",
-        ),
-        (
-            &[
-                "user",
-                "create",
-                "carol",
-                "--password-stdin",
-                "--tenant",
-                "acme",
-                "--tenant",
-                "acme:admin",
-            ],
-            Some("pw"),
-            "named twice",
-        ),
-        (
-            &[
-                "user",
-                "create",
-                "carol",
-                "--password-stdin",
-                "--tenant",
-                "acme",
-            ],
-            Some("\n"),
-            "password is empty",
-        ),
-        (
-            &[
-                "user",
-                "create",
-                "carol",
-                "--password-stdin",
-                "--tenant",
-                "acme",
-            ],
-            None,
-            "password is empty",
-        ),
-        (
-            &["user", "create", "two words", "--password-stdin"],
+            vec!["user", "create", "two words", "--password-stdin"],
             Some("pw"),
             "invalid username",
         ),
         (
-            &["user", "add-tenant", "alice", "acme"],
+            words("user add-tenant alice acme"),
             None,
             "already a member",
         ),
+        (words("user add-tenant alice nope"), None, "unknown tenant"),
         (
-            &["user", "add-tenant", "alice", "nope"],
-            None,
-            "unknown tenant",
-        ),
-        (
-            &["user", "add-tenant", "alice", "acme", "--role", "root"],
+            words("user add-tenant alice acme --role root"),
             None,
             "unknown role",
         ),
+        (words("user add-tenant nobody acme"), None, "unknown user"),
         (
-            &["user", "add-tenant", "nobody", "acme"],
-            None,
-            "unknown user",
-        ),
-        (
-            &["user", "remove-tenant", "alice", "other"],
+            words("user remove-tenant alice other"),
             None,
             "not a member",
         ),
-        (&["user", "disable", "nobody"], None, "unknown user"),
+        (words("user disable nobody"), None, "unknown user"),
         (
-            &["user", "set-password", "alice", "--password-stdin"],
+            words("user set-password alice --password-stdin"),
             Some(""),
             "password is empty",
         ),
         (
-            &[
-                "client",
-                "create",
-                "--name",
-                "X",
-                "--grant-type",
-                "implicit",
-            ],
+            client_x(&["--grant-type", "implicit"]),
             None,
             "unknown grant type",
         ),
         (
-            &[
-                "client",
-                "create",
-                "--name",
-                "X",
-                "--redirect-uri",
-                "/relative",
-            ],
+            client_x(&["--redirect-uri", "/relative"]),
             None,
             "not an absolute URI",
         ),
         (
-            &[
-                "client",
-                "create",
-                "--name",
-                "X",
-                "--redirect-uri",
-                "https://a.example/cb#frag",
-            ],
+            client_x(&["--redirect-uri", "https://a.example/cb#frag"]),
             None,
             "fragment",
         ),
+        (client_x(&[]), None, "needs at least one --redirect-uri"),
         (
-            &["client", "create", "--name", "X"],
-            None,
-            "needs at least one --redirect-uri",
-        ),
-        (
-            &[
-                "client",
-                "create",
-                "--name",
-                "X",
-                "--public",
-                "--redirect-uri",
-                "https://a.example/",
-                "--pkce",
-                "optional",
-            ],
+            app_uri(&["--public", "--pkce", "optional"]),
             None,
             "public client must use PKCE",
         ),
+        (app_uri(&["--pkce", "sometimes"]), None, "unknown PKCE mode"),
+        (app_uri(&["--scope", "two words"]), None, "invalid scope"),
         (
-            &[
-                "client",
-                "create",
-                "--name",
-                "X",
-                "--redirect-uri",
-                "https://a.example/",
-                "--pkce",
-                "sometimes",
-            ],
-            None,
-            "unknown PKCE mode",
-        ),
-        (
-            &[
-                "client",
-                "create",
-                "--name",
-                "X",
-                "--redirect-uri",
-                "https://a.example/",
-                "--scope",
-                "two words",
-            ],
-            None,
-            "invalid scope",
-        ),
-        (
-            &[
+            vec![
                 "client",
                 "create",
                 "--name",
@@ -699,16 +542,16 @@ async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
             "name is empty",
         ),
     ];
-    for (args, stdin, expected) in cases {
+    for (args, stdin, expected) in &cases {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
-        let run = keyframe(&db.url, &full, *stdin).await;
+        let run = keyframe(url, &full, *stdin).await;
         let message = run.refused();
         assert!(
             message.contains(expected),
             "{args:?}: {message:?} should mention {expected:?}"
         );
-        let human = keyframe(&db.url, args, *stdin).await;
+        let human = keyframe(url, args, *stdin).await;
         assert_eq!(human.code, 1, "{args:?}: {human:?}");
         assert!(
             human.stderr.starts_with("error: ") && human.stderr.trim().lines().count() == 1,
@@ -725,7 +568,7 @@ async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
 /// SQLite in WAL mode with a busy timeout and write transactions that take the lock up front:
 /// concurrent writers wait their turn instead of failing.
 async fn concurrent_user_creates_all_succeed(backend: Backend) {
-    let db = TestDb::new(backend).expect("database");
+    let db = TestDb::new(backend);
     keyframe(
         &db.url,
         &["--json", "tenant", "create", "acme", "--name", "Acme"],

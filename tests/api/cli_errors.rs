@@ -56,7 +56,7 @@ async fn a_database_that_is_down_exits_2() {
 
 #[tokio::test]
 async fn a_bad_listen_address_exits_2() {
-    let db = TestDb::new(Backend::Sqlite).expect("database");
+    let db = TestDb::new(Backend::Sqlite);
     let line =
         one_error_line(&keyframe(&db.url, &["serve", "--listen", "not-an-address"], None).await);
     assert!(line.contains("--listen"), "{line}");
@@ -69,7 +69,7 @@ async fn a_bad_listen_address_exits_2() {
 
 #[tokio::test]
 async fn usage_errors_keep_clap_format_and_exit_2() {
-    let db = TestDb::new(Backend::Sqlite).expect("database");
+    let db = TestDb::new(Backend::Sqlite);
     for args in [
         &["tenant", "create", "acme"][..],
         &["--max-body-bytes", "lots", "tenant", "list"],

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestApp};
+use crate::helpers::{Backend, ClientSpec, TestApp};
 
 async fn send(app: &TestApp, method: Method, path: &str) -> reqwest::Response {
     app.http
@@ -17,7 +17,7 @@ async fn send(app: &TestApp, method: Method, path: &str) -> reqwest::Response {
 }
 
 async fn wrong_methods_get_405_with_allow(backend: Backend) {
-    let app = TestApp::spawn(backend).await.expect("database");
+    let app = TestApp::spawn(backend).await;
     for (method, path, allow) in [
         (Method::GET, "/oauth/token", "POST"),
         (Method::PUT, "/oauth/introspect", "POST"),
@@ -51,7 +51,7 @@ async fn wrong_methods_get_405_with_allow(backend: Backend) {
 }
 
 async fn head_answers_like_get_without_a_body(backend: Backend) {
-    let app = TestApp::spawn(backend).await.expect("database");
+    let app = TestApp::spawn(backend).await;
     for path in ["/healthz", "/.well-known/oauth-authorization-server"] {
         let get = send(&app, Method::GET, path).await;
         let head = send(&app, Method::HEAD, path).await;
@@ -66,7 +66,7 @@ async fn head_answers_like_get_without_a_body(backend: Backend) {
 }
 
 async fn json_answers_are_not_sniffed(backend: Backend) {
-    let app = TestApp::spawn(backend).await.expect("database");
+    let app = TestApp::spawn(backend).await;
     let token_error = app
         .http
         .post(format!("{}/oauth/token", app.address))
@@ -95,24 +95,12 @@ async fn json_answers_are_not_sniffed(backend: Backend) {
 }
 
 async fn plain_http_redirect_uris_only_for_loopback(backend: Backend) {
-    let app = TestApp::spawn(backend).await.expect("database");
+    let app = TestApp::spawn(backend).await;
     let create = |uri: &'static str| {
-        let url = app.db_url.clone();
+        let app = &app;
         async move {
-            keyframe(
-                &url,
-                &[
-                    "--json",
-                    "client",
-                    "create",
-                    "--name",
-                    "App",
-                    "--redirect-uri",
-                    uri,
-                ],
-                None,
-            )
-            .await
+            let spec = ClientSpec::confidential("App").redirect_uris(&[uri]);
+            app.cli(&spec.args(), None).await
         }
     };
     for refused in [
@@ -134,9 +122,7 @@ async fn plain_http_redirect_uris_only_for_loopback(backend: Backend) {
         let client = create(accepted).await.json();
         assert_eq!(client["redirect_uris"][0], accepted, "{client}");
     }
-    let list = keyframe(&app.db_url, &["--json", "client", "list"], None)
-        .await
-        .json();
+    let list = app.cli(&["--json", "client", "list"], None).await.json();
     let mut registered: Vec<&str> = list["clients"]
         .as_array()
         .expect("clients")

@@ -9,9 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::helpers::{verify_with, Auth, Backend, World};
-
-fn no_settings(_: &mut keyframe::config::Config) {}
+use crate::helpers::{verify_with, Auth, Backend, ClientSpec, World};
 
 /// `aud` as introspection may state it (RFC 7662 §2.2: a string or an array of strings).
 fn audience_of(value: &Value) -> Vec<String> {
@@ -29,14 +27,14 @@ fn audience_of(value: &Value) -> Vec<String> {
 // Introspection.
 
 async fn introspection_describes_active_access_tokens(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[("tenant", "beta"), ("scope", "read")]).await;
     let jwt = pair.access_token();
     let claims = w.verify(&jwt).await;
 
     let answer = w
         .app
-        .post_form("/oauth/introspect", w.client.auth(), &[("token", &jwt)])
+        .post_form("/oauth/introspect", w.client().auth(), &[("token", &jwt)])
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let active = answer.body;
@@ -44,8 +42,8 @@ async fn introspection_describes_active_access_tokens(backend: Backend) {
         ("active", json!(true)),
         ("token_type", json!("Bearer")),
         ("scope", json!("read")),
-        ("client_id", json!(w.client.id)),
-        ("sub", json!(w.alice_id)),
+        ("client_id", json!(w.client().id)),
+        ("sub", json!(w.user_id("alice"))),
         ("username", json!("alice")),
         ("tenant", json!("beta")),
         ("iss", json!(w.app.issuer)),
@@ -62,9 +60,9 @@ async fn introspection_describes_active_access_tokens(backend: Backend) {
 
     // client_secret_post works too, and so does a token_type_hint, right or wrong.
     for (auth, hint) in [
-        (w.client.post(), None),
-        (w.client.auth(), Some("access_token")),
-        (w.client.auth(), Some("refresh_token")),
+        (w.client().post(), None),
+        (w.client().auth(), Some("access_token")),
+        (w.client().auth(), Some("refresh_token")),
     ] {
         let mut fields = vec![("token", jwt.as_str())];
         if let Some(hint) = hint {
@@ -82,15 +80,15 @@ async fn introspection_describes_active_access_tokens(backend: Backend) {
     // Any confidential client may introspect access tokens.
     let resource_server = w
         .app
-        .create_client("Resource server", false, &["refresh_token"], &[])
+        .create_client(ClientSpec::confidential("Resource server").grants(&["refresh_token"]))
         .await;
     let seen = w.app.introspect(&resource_server, &jwt).await;
     assert_eq!(seen["active"], true, "{seen}");
-    assert_eq!(seen["sub"], w.alice_id.as_str());
+    assert_eq!(seen["sub"], w.user_id("alice"));
 }
 
 async fn refresh_tokens_are_introspected_by_their_client_only(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[("scope", "write")]).await;
     let token = pair.refresh_token();
     let answer = w.introspect(&token).await;
@@ -98,8 +96,8 @@ async fn refresh_tokens_are_introspected_by_their_client_only(backend: Backend) 
         ("active", json!(true)),
         ("token_type", json!("refresh_token")),
         ("scope", json!("write")),
-        ("client_id", json!(w.client.id)),
-        ("sub", json!(w.alice_id)),
+        ("client_id", json!(w.client().id)),
+        ("sub", json!(w.user_id("alice"))),
         ("username", json!("alice")),
         ("tenant", json!("acme")),
         ("iss", json!(w.app.issuer)),
@@ -119,7 +117,7 @@ async fn refresh_tokens_are_introspected_by_their_client_only(backend: Backend) 
         .app
         .post_form(
             "/oauth/introspect",
-            w.client.auth(),
+            w.client().auth(),
             &[("token", &token), ("token_type_hint", "access_token")],
         )
         .await;
@@ -129,10 +127,9 @@ async fn refresh_tokens_are_introspected_by_their_client_only(backend: Backend) 
     let other = w
         .app
         .create_client(
-            "Other",
-            false,
-            &["password", "refresh_token"],
-            &["read", "write"],
+            ClientSpec::confidential("Other")
+                .grants(&["password", "refresh_token"])
+                .scopes(&["read", "write"]),
         )
         .await;
     assert_eq!(
@@ -148,7 +145,7 @@ async fn refresh_tokens_are_introspected_by_their_client_only(backend: Backend) 
 }
 
 async fn dead_or_malformed_tokens_are_exactly_inactive(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[]).await;
     let jwt = pair.access_token();
     let parts: Vec<&str> = jwt.split('.').collect();
@@ -231,7 +228,7 @@ async fn dead_or_malformed_tokens_are_exactly_inactive(backend: Backend) {
     assert_eq!(w.introspect(&rt).await, json!({"active": false}), "rotated");
     assert!(w.active(&next.refresh_token()).await);
     let other = w.sign_in(&[]).await;
-    w.app.revoke(&w.client, &other.access_token()).await;
+    w.app.revoke(w.client(), &other.access_token()).await;
     assert_eq!(
         w.introspect(&other.access_token()).await,
         json!({"active": false}),
@@ -240,11 +237,13 @@ async fn dead_or_malformed_tokens_are_exactly_inactive(backend: Backend) {
 }
 
 async fn expired_tokens_are_exactly_inactive(backend: Backend) {
-    let w = World::new(backend, &|cfg| {
-        cfg.tokens.access_token_ttl = 60;
-        cfg.tokens.refresh_token_idle_ttl = 120;
-    })
-    .await;
+    let w = World::token_service(backend)
+        .config(|cfg| {
+            cfg.tokens.access_token_ttl = 60;
+            cfg.tokens.refresh_token_idle_ttl = 120;
+        })
+        .build()
+        .await;
     let pair = w.sign_in(&[]).await;
     w.app.clock.advance(59);
     assert!(w.active(&pair.access_token()).await);
@@ -263,19 +262,19 @@ async fn expired_tokens_are_exactly_inactive(backend: Backend) {
 }
 
 async fn introspection_requires_a_confidential_client(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let jwt = w.sign_in(&[]).await.access_token();
     let public = w
         .app
-        .create_client("SPA", true, &["password", "refresh_token"], &[])
+        .create_client(ClientSpec::public("SPA").grants(&["password", "refresh_token"]))
         .await;
     for (what, auth) in [
         ("no client authentication", Auth::Nothing),
-        ("a wrong secret", Auth::Basic(&w.client.id, "kf_cs_wrong")),
+        ("a wrong secret", Auth::Basic(&w.client().id, "kf_cs_wrong")),
         ("an unknown client", Auth::Post("kf-unknown", "kf_cs_wrong")),
         (
             "a confidential client without its secret",
-            Auth::Id(&w.client.id),
+            Auth::Id(&w.client().id),
         ),
         ("a public client", Auth::Id(&public.id)),
     ] {
@@ -283,17 +282,11 @@ async fn introspection_requires_a_confidential_client(backend: Backend) {
             .app
             .post_form("/oauth/introspect", auth, &[("token", &jwt)])
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNAUTHORIZED,
-            "{what}: {}",
-            answer.text
-        );
-        answer.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        answer.assert_invalid_client(what);
     }
     // An authenticated request without a token is malformed.
     w.app
-        .post_form("/oauth/introspect", w.client.auth(), &[])
+        .post_form("/oauth/introspect", w.client().auth(), &[])
         .await
         .assert_400("invalid_request");
 }
@@ -301,17 +294,17 @@ async fn introspection_requires_a_confidential_client(backend: Backend) {
 /// Many introspections at once, over connections that share caches and a pool: each gets the
 /// answer for its own token, and a removed membership is seen by every one that follows it.
 async fn concurrent_introspections_each_get_their_own_answer(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let first = w.sign_in(&[]).await;
     let second = w.refresh(&first.refresh_token(), &[]).await.ok();
     let beta = w.sign_in(&[("tenant", "beta")]).await;
     let revoked_jwt = w.sign_in(&[]).await;
     let revoked_family = w.sign_in(&[]).await;
-    let answer = w.app.revoke(&w.client, &revoked_jwt.access_token()).await;
+    let answer = w.app.revoke(w.client(), &revoked_jwt.access_token()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let answer = w
         .app
-        .revoke(&w.client, &revoked_family.refresh_token())
+        .revoke(w.client(), &revoked_family.refresh_token())
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
 
@@ -359,23 +352,25 @@ async fn concurrent_introspections_each_get_their_own_answer(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 // Revocation.
 
+/// Revokes `token` with this `token_type_hint`, right or wrong: 200 either way.
+async fn revoke_with_hint(w: &World, auth: Auth<'_>, token: &str, hint: &str) {
+    let fields = [("token", token), ("token_type_hint", hint)];
+    let answer = w.app.post_form("/oauth/revoke", auth, &fields).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
 async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let first = w.sign_in(&[]).await;
     let second = w.refresh(&first.refresh_token(), &[]).await.ok();
     let bystander = w.sign_in(&[]).await;
-    let answer = w
-        .app
-        .post_form(
-            "/oauth/revoke",
-            w.client.auth(),
-            &[
-                ("token", &second.refresh_token()),
-                ("token_type_hint", "refresh_token"),
-            ],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    revoke_with_hint(
+        &w,
+        w.client().auth(),
+        &second.refresh_token(),
+        "refresh_token",
+    )
+    .await;
     w.refresh(&second.refresh_token(), &[])
         .await
         .assert_400("invalid_grant");
@@ -391,18 +386,7 @@ async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
 
     // With a wrong hint, the token is still found.
     let pair = w.sign_in(&[]).await;
-    let answer = w
-        .app
-        .post_form(
-            "/oauth/revoke",
-            w.client.post(),
-            &[
-                ("token", &pair.refresh_token()),
-                ("token_type_hint", "access_token"),
-            ],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    revoke_with_hint(&w, w.client().post(), &pair.refresh_token(), "access_token").await;
     w.refresh(&pair.refresh_token(), &[])
         .await
         .assert_400("invalid_grant");
@@ -410,11 +394,11 @@ async fn revoking_a_refresh_token_ends_its_family(backend: Backend) {
 }
 
 async fn revoking_an_access_token_makes_it_inactive(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[]).await;
     let sibling = w.sign_in(&[]).await;
     assert!(w.active(&pair.access_token()).await);
-    let answer = w.app.revoke(&w.client, &pair.access_token()).await;
+    let answer = w.app.revoke(w.client(), &pair.access_token()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(
         w.introspect(&pair.access_token()).await,
@@ -423,31 +407,30 @@ async fn revoking_an_access_token_makes_it_inactive(backend: Backend) {
     assert!(w.active(&sibling.access_token()).await, "only that token");
 
     // With a wrong hint, the token is still found.
-    let answer = w
-        .app
-        .post_form(
-            "/oauth/revoke",
-            w.client.auth(),
-            &[
-                ("token", &sibling.access_token()),
-                ("token_type_hint", "refresh_token"),
-            ],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    revoke_with_hint(
+        &w,
+        w.client().auth(),
+        &sibling.access_token(),
+        "refresh_token",
+    )
+    .await;
     assert!(!w.active(&sibling.access_token()).await);
 }
 
 async fn revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[]).await;
     for token in ["kf_rt_unknown", "garbage", "eyJhbGciOiJub25lIn0.e30."] {
-        let answer = w.app.revoke(&w.client, token).await;
+        let answer = w.app.revoke(w.client(), token).await;
         assert_eq!(answer.status, StatusCode::OK, "{token}: {}", answer.text);
     }
     let other = w
         .app
-        .create_client("Other", false, &["password", "refresh_token"], &["read"])
+        .create_client(
+            ClientSpec::confidential("Other")
+                .grants(&["password", "refresh_token"])
+                .scopes(&["read"]),
+        )
         .await;
     for token in [pair.refresh_token(), pair.access_token()] {
         let answer = w.app.revoke(&other, &token).await;
@@ -455,7 +438,7 @@ async fn revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing(back
     }
     let public = w
         .app
-        .create_client("SPA", true, &["password", "refresh_token"], &[])
+        .create_client(ClientSpec::public("SPA").grants(&["password", "refresh_token"]))
         .await;
     let answer = w.app.revoke(&public, &pair.refresh_token()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -466,14 +449,14 @@ async fn revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing(back
 }
 
 async fn revocation_authenticates_clients_like_the_token_endpoint(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[]).await;
     for (what, auth) in [
         ("no client authentication", Auth::Nothing),
-        ("a wrong secret", Auth::Basic(&w.client.id, "kf_cs_wrong")),
+        ("a wrong secret", Auth::Basic(&w.client().id, "kf_cs_wrong")),
         (
             "a confidential client without its secret",
-            Auth::Id(&w.client.id),
+            Auth::Id(&w.client().id),
         ),
         ("an unknown client", Auth::Id("kf-unknown")),
     ] {
@@ -481,16 +464,10 @@ async fn revocation_authenticates_clients_like_the_token_endpoint(backend: Backe
             .app
             .post_form("/oauth/revoke", auth, &[("token", &pair.refresh_token())])
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNAUTHORIZED,
-            "{what}: {}",
-            answer.text
-        );
-        answer.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        answer.assert_invalid_client(what);
     }
     w.app
-        .post_form("/oauth/revoke", w.client.auth(), &[])
+        .post_form("/oauth/revoke", w.client().auth(), &[])
         .await
         .assert_400("invalid_request");
     assert!(w.active(&pair.refresh_token()).await, "nothing was revoked");
@@ -498,13 +475,9 @@ async fn revocation_authenticates_clients_like_the_token_endpoint(backend: Backe
     // A public client revokes its own tokens with its client_id alone.
     let public = w
         .app
-        .create_client("SPA", true, &["password", "refresh_token"], &[])
+        .create_client(ClientSpec::public("SPA").grants(&["password", "refresh_token"]))
         .await;
-    let theirs = w
-        .app
-        .password_grant(&public, "alice", crate::helpers::ALICE_PASSWORD, &[])
-        .await
-        .ok();
+    let theirs = w.sign_in_at(&public, &[]).await;
     let answer = w.app.revoke(&public, &theirs.refresh_token()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     w.app
@@ -518,7 +491,7 @@ async fn revocation_authenticates_clients_like_the_token_endpoint(backend: Backe
 // JWKS, key rotation and metadata.
 
 async fn jwks_publishes_public_p256_keys_only(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let pair = w.sign_in(&[]).await;
     let jwks = w.app.jwks().await;
     let keys = jwks["keys"].as_array().expect("keys");
@@ -556,7 +529,7 @@ async fn jwks_publishes_public_p256_keys_only(backend: Backend) {
     assert_eq!(
         verify_with(&jwks, &pair.access_token(), &w.app.issuer, &w.app.issuer).expect("verifies")
             ["sub"],
-        w.alice_id.as_str()
+        w.user_id("alice")
     );
     assert!(
         !jwks.to_string().contains("PRIVATE"),
@@ -565,7 +538,7 @@ async fn jwks_publishes_public_p256_keys_only(backend: Backend) {
 }
 
 async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let before = w.sign_in(&[]).await;
     let old_kid = jsonwebtoken::decode_header(before.access_token())
         .expect("header")
@@ -651,7 +624,7 @@ fn string_values(value: &Value, out: &mut Vec<String>) {
 }
 
 async fn metadata_lists_the_endpoints(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let meta = w
         .app
         .get_json("/.well-known/oauth-authorization-server")
@@ -723,13 +696,13 @@ async fn metadata_lists_the_endpoints(backend: Backend) {
 // Purge.
 
 async fn purge_removes_dead_rows_and_keeps_what_matters(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let live = w.sign_in(&[]).await;
     let live = w.refresh(&live.refresh_token(), &[]).await.ok();
     let revoked = w.sign_in(&[]).await;
     assert_eq!(
         w.app
-            .revoke(&w.client, &revoked.refresh_token())
+            .revoke(w.client(), &revoked.refresh_token())
             .await
             .status,
         StatusCode::OK
@@ -741,7 +714,7 @@ async fn purge_removes_dead_rows_and_keeps_what_matters(backend: Backend) {
         .assert_400("invalid_grant");
     let revoked_access = w.sign_in(&[]).await;
     w.app
-        .revoke(&w.client, &revoked_access.access_token())
+        .revoke(w.client(), &revoked_access.access_token())
         .await;
 
     let before = w.app.token_rows();
@@ -778,7 +751,7 @@ async fn purge_removes_dead_rows_and_keeps_what_matters(backend: Backend) {
 // Memberships and disabled users.
 
 async fn leaving_a_tenant_ends_its_tokens(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let beta = w.sign_in(&[("tenant", "beta")]).await;
     let acme = w.sign_in(&[]).await;
     assert!(w.active(&beta.access_token()).await);
@@ -813,7 +786,7 @@ async fn leaving_a_tenant_ends_its_tokens(backend: Backend) {
 }
 
 async fn disabling_a_user_ends_all_their_tokens(backend: Backend) {
-    let w = World::new(backend, &no_settings).await;
+    let w = World::token_service(backend).build().await;
     let acme = w.sign_in(&[]).await;
     let beta = w.sign_in(&[("tenant", "beta")]).await;
     w.cli(&["--json", "user", "disable", "alice"]).await;

@@ -7,11 +7,11 @@ use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api_tokens::{self, ids, secret, world, ACCESS_TOKEN_TYPE};
-use crate::authorize::{authorize_query, REDIRECT};
 use crate::backend_tests;
-use crate::helpers::{Answer, Backend, World, ALICE_PASSWORD};
-use crate::web_client::{Browser, Page};
+use crate::helpers::{
+    authorize_query, ids, secret, token_path, Answer, Backend, Browser, ClientSpec, Page, World,
+    WorldBuilder, ACCESS_TOKEN_TYPE, ALICE_PASSWORD, REDIRECT,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Managing API tokens.
@@ -49,22 +49,16 @@ fn assert_insufficient_scope(answer: &Answer) {
     );
 }
 
-fn token_path(token: &Value) -> String {
-    format!(
-        "/api/v1/tenants/acme/tokens/{}",
-        token["id"].as_str().expect("id")
-    )
-}
-
 /// Tries every change with `bearer`: creating a token of each kind, renewing and revoking each
 /// of `tokens`. Every one must be refused for want of `keyframe:tokens`.
-async fn assert_manages_nothing(w: &api_tokens::World, bearer: &str, tokens: &[&Value]) {
+async fn assert_manages_nothing(w: &World, bearer: &str, tokens: &[&Value]) {
     for body in [
         json!({"name": "Minted", "kind": "personal"}),
         json!({"name": "Minted", "kind": "system", "roles": ["owner"]}),
     ] {
         let answer = w
-            .send(
+            .app
+            .bearer(
                 Method::POST,
                 "/api/v1/tenants/acme/tokens",
                 bearer,
@@ -76,16 +70,17 @@ async fn assert_manages_nothing(w: &api_tokens::World, bearer: &str, tokens: &[&
     for token in tokens {
         let path = token_path(token);
         let renew = w
-            .send(Method::POST, &format!("{path}/renew"), bearer, None)
+            .app
+            .bearer(Method::POST, &format!("{path}/renew"), bearer, None)
             .await;
         assert_insufficient_scope(&renew);
-        assert_insufficient_scope(&w.send(Method::DELETE, &path, bearer, None).await);
+        assert_insufficient_scope(&w.app.bearer(Method::DELETE, &path, bearer, None).await);
     }
 }
 
 /// The refusals changed nothing: the owner lists exactly `tokens`, and each one's secret still
 /// works (a renewal would have killed it).
-async fn assert_unchanged(w: &api_tokens::World, owner: &str, tokens: &[&Value]) {
+async fn assert_unchanged(w: &World, owner: &str, tokens: &[&Value]) {
     let (status, listed) = w.list("acme", owner).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     let mut expected: Vec<String> = tokens
@@ -108,38 +103,23 @@ async fn assert_unchanged(w: &api_tokens::World, owner: &str, tokens: &[&Value])
 /// been registered with `keyframe:tokens`. A third-party app's token, or a backend's meant for
 /// another API, must not mint credentials that outlive it; it may still read the list.
 async fn only_access_tokens_with_keyframe_tokens_manage_tokens(backend: Backend) {
-    let w = world(backend).await;
+    let w = World::api_tokens(backend).build().await;
     // The world's first-party client is registered with keyframe:tokens: it creates.
-    let first_party = w.access_token("olivia", "olivia-pw", "acme").await;
-    let (status, system) = w
-        .create(
-            "acme",
-            &first_party,
-            json!({"name": "Encoder", "kind": "system", "roles": ["member"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{system}");
-    let (status, personal) = w
-        .create(
-            "acme",
-            &first_party,
-            json!({"name": "Laptop", "kind": "personal"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{personal}");
+    let first_party = w.access_token("olivia", "acme").await;
+    let system = w.system_token(&first_party, "Encoder", &["member"]).await;
+    let personal = w.personal_token(&first_party, "Laptop").await;
 
-    let player = w
-        .app
-        .create_client("Video Player", true, &["password"], &["video:read"])
-        .await;
-    let reporting = w
-        .app
-        .create_client("Reporting", false, &["password"], &["reports:read"])
-        .await;
-    for (client, scope) in [(&player, "video:read"), (&reporting, "reports:read")] {
+    for (client, scope) in [
+        (ClientSpec::public("Video Player"), "video:read"),
+        (ClientSpec::confidential("Reporting"), "reports:read"),
+    ] {
+        let client = w
+            .app
+            .create_client(client.grants(&["password"]).scopes(&[scope]))
+            .await;
         let granted = w
             .app
-            .password_grant(client, "olivia", "olivia-pw", &[("tenant", "acme")])
+            .password_grant(&client, "olivia", "olivia-pw", &[("tenant", "acme")])
             .await
             .ok();
         assert_eq!(granted.body["scope"], scope, "{}", granted.text);
@@ -156,31 +136,13 @@ async fn only_access_tokens_with_keyframe_tokens_manage_tokens(backend: Backend)
 /// token could otherwise renew itself past its revocation. This holds for the owner's personal
 /// token and for a system token with the owner role.
 async fn api_tokens_and_their_exchanged_jwts_never_manage_tokens(backend: Backend) {
-    let w = world(backend).await;
-    let owner = w.access_token("olivia", "olivia-pw", "acme").await;
-    let (status, personal) = w
-        .create(
-            "acme",
-            &owner,
-            json!({"name": "Laptop", "kind": "personal"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{personal}");
-    let (status, system) = w
-        .create(
-            "acme",
-            &owner,
-            json!({"name": "Ops", "kind": "system", "roles": ["owner"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{system}");
+    let w = World::api_tokens(backend).build().await;
+    let owner = w.access_token("olivia", "acme").await;
+    let personal = w.personal_token(&owner, "Laptop").await;
+    let system = w.system_token(&owner, "Ops", &["owner"]).await;
 
     for token in [&personal, &system] {
-        let exchanged = w
-            .exchange_with(&secret(token), ACCESS_TOKEN_TYPE, &[])
-            .await
-            .ok()
-            .access_token();
+        let exchanged = w.exchange(&secret(token)).await.ok().access_token();
         for bearer in [secret(token), exchanged] {
             assert_manages_nothing(&w, &bearer, &[&personal, &system]).await;
         }
@@ -193,30 +155,19 @@ async fn api_tokens_and_their_exchanged_jwts_never_manage_tokens(backend: Backen
 async fn personal_tokens_are_renewed_by_their_user_and_revoked_by_owners_and_admins(
     backend: Backend,
 ) {
-    let w = world(backend).await;
-    w.app.create_user("ada", "ada-pw", &["acme:admin"]).await;
-    let owner = w.access_token("olivia", "olivia-pw", "acme").await;
-    let admin = w.access_token("ada", "ada-pw", "acme").await;
-    let member = w.access_token("max", "max-pw", "acme").await;
-    let (status, laptop) = w
-        .create(
-            "acme",
-            &member,
-            json!({"name": "Laptop", "kind": "personal"}),
-        )
+    let w = World::api_tokens(backend)
+        .user("ada", "ada-pw", &["acme:admin"])
+        .build()
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{laptop}");
-    let (_, script) = w
-        .create(
-            "acme",
-            &member,
-            json!({"name": "Script", "kind": "personal"}),
-        )
-        .await;
+    let owner = w.access_token("olivia", "acme").await;
+    let admin = w.access_token("ada", "acme").await;
+    let member = w.access_token("max", "acme").await;
+    let laptop = w.personal_token(&member, "Laptop").await;
+    let script = w.personal_token(&member, "Script").await;
 
     let renew = format!("{}/renew", token_path(&laptop));
     for bearer in [&owner, &admin] {
-        let refused = w.send(Method::POST, &renew, bearer, None).await;
+        let refused = w.app.bearer(Method::POST, &renew, bearer, None).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
         assert!(refused.body.get("token").is_none(), "{}", refused.text);
         assert!(
@@ -231,7 +182,7 @@ async fn personal_tokens_are_renewed_by_their_user_and_revoked_by_owners_and_adm
         "the refusals renewed nothing"
     );
 
-    let renewed = w.send(Method::POST, &renew, &member, None).await;
+    let renewed = w.app.bearer(Method::POST, &renew, &member, None).await;
     assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
     let new_secret = secret(&renewed.body);
     assert_ne!(new_secret, secret(&laptop));
@@ -241,11 +192,13 @@ async fn personal_tokens_are_renewed_by_their_user_and_revoked_by_owners_and_adm
     );
 
     let by_owner = w
-        .send(Method::DELETE, &token_path(&laptop), &owner, None)
+        .app
+        .bearer(Method::DELETE, &token_path(&laptop), &owner, None)
         .await;
     assert_eq!(by_owner.status, StatusCode::NO_CONTENT, "{}", by_owner.text);
     let by_admin = w
-        .send(Method::DELETE, &token_path(&script), &admin, None)
+        .app
+        .bearer(Method::DELETE, &token_path(&script), &admin, None)
         .await;
     assert_eq!(by_admin.status, StatusCode::NO_CONTENT, "{}", by_admin.text);
     for revoked in [new_secret, secret(&script)] {
@@ -262,7 +215,7 @@ async fn personal_tokens_are_renewed_by_their_user_and_revoked_by_owners_and_adm
 /// `//evil.example/phish`, another site. After signing in, the browser stays on the issuer,
 /// whether the form is posted as served or with its hidden `request` field tampered with.
 async fn signing_in_never_redirects_off_the_issuer(backend: Backend) {
-    let w = world(backend).await;
+    let w = World::api_tokens(backend).build().await;
     let mut browser = Browser::new(&w.app);
     let login = browser.get("/login?next=/%09/evil.example/phish").await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
@@ -274,15 +227,7 @@ async fn signing_in_never_redirects_off_the_issuer(backend: Backend) {
         // Each sign-in replaces the CSRF token: the form is fetched again, as a browser would.
         let csrf = browser.get("/login").await.field("csrf");
         let posted = browser
-            .post(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("request", &request),
-                    ("username", "olivia"),
-                    ("password", "olivia-pw"),
-                ],
-            )
+            .post_login("/login", &csrf, &request, "olivia", "olivia-pw")
             .await;
         assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
         let location = posted.location();
@@ -302,7 +247,7 @@ async fn signing_in_never_redirects_off_the_issuer(backend: Backend) {
 /// authorization request to return to: a plain sign-out, no 500, no injected header, the
 /// cookie cleared, and the session ended on the server, so a copy of the cookie is worthless.
 async fn signing_out_with_crlf_in_the_request_ends_the_session(backend: Backend) {
-    let w = world(backend).await;
+    let w = World::api_tokens(backend).build().await;
     for request in [
         "response_type=code&client_id=x\r\nSet-Cookie: a=b",
         "response_type=code&client_id=x&state=%0d%0aSet-Cookie:%20a=b",
@@ -351,29 +296,31 @@ const B: &str = "198.51.100.2";
 const C: &str = "203.0.113.3";
 
 /// Three failures lock a username for one source; the tests connect through 127.0.0.1.
-fn behind_proxy(cfg: &mut keyframe::config::Config) {
+fn trust_the_proxy(cfg: &mut keyframe::config::Config) {
     cfg.trusted_proxies = vec!["127.0.0.1/32".parse().expect("CIDR")];
     cfg.tokens.lockout_threshold = 3;
     cfg.tokens.lockout_window = WINDOW;
 }
 
+/// The token service behind a trusted reverse proxy.
+fn behind_proxy(backend: Backend) -> WorldBuilder {
+    World::token_service(backend).config(trust_the_proxy)
+}
+
 /// alice's password grant, forwarded for `forwarded_for`.
 async fn password_from(w: &World, forwarded_for: &str, password: &str) -> Answer {
-    let response = w
+    let client = w.client();
+    let request = w
         .app
-        .http
-        .post(format!("{}/oauth/token", w.app.address))
+        .request(Method::POST, "/oauth/token")
         .header("X-Forwarded-For", forwarded_for)
-        .basic_auth(&w.client.id, w.client.secret.as_deref())
+        .basic_auth(&client.id, client.secret.as_deref())
         .form(&[
             ("grant_type", "password"),
             ("username", "alice"),
             ("password", password),
-        ])
-        .send()
-        .await
-        .expect("token request");
-    Answer::from(response).await
+        ]);
+    Answer::send(request).await
 }
 
 /// `Retry-After` says in seconds when the lock lifts.
@@ -421,7 +368,7 @@ fn assert_locked(answer: &Answer) {
 
 /// Someone guessing alice's password from A locks A out, not alice: she signs in from B.
 async fn the_token_endpoint_locks_only_the_guessing_source(backend: Backend) {
-    let w = World::new(backend, &behind_proxy).await;
+    let w = behind_proxy(backend).build().await;
     for _ in 0..3 {
         assert_wrong_password(&password_from(&w, A, "wrong").await);
     }
@@ -432,20 +379,16 @@ async fn the_token_endpoint_locks_only_the_guessing_source(backend: Backend) {
 }
 
 async fn vms_login_from(w: &World, forwarded_for: &str, password: &str) -> Answer {
-    let response = w
+    let request = w
         .app
-        .http
-        .post(format!("{}/v1/vms/auth/login", w.app.address))
+        .request(Method::POST, "/v1/vms/auth/login")
         .header("X-Forwarded-For", forwarded_for)
-        .json(&json!({"username": "alice", "password": password}))
-        .send()
-        .await
-        .expect("VMS login");
-    Answer::from(response).await
+        .json(&json!({"username": "alice", "password": password}));
+    Answer::send(request).await
 }
 
 async fn vms_login_locks_only_the_guessing_source(backend: Backend) {
-    let w = World::new(backend, &behind_proxy).await;
+    let w = behind_proxy(backend).build().await;
     for _ in 0..3 {
         let failed = vms_login_from(&w, A, "wrong").await;
         assert_eq!(failed.status, StatusCode::UNAUTHORIZED, "{}", failed.text);
@@ -474,15 +417,7 @@ async fn vms_login_locks_only_the_guessing_source(backend: Backend) {
 async fn login_form(browser: &mut Browser<'_>, password: &str) -> Page {
     let login = browser.get("/login").await;
     browser
-        .post(
-            "/login",
-            &[
-                ("csrf", &login.field("csrf")),
-                ("request", &login.field("request")),
-                ("username", "alice"),
-                ("password", password),
-            ],
-        )
+        .submit_login("/login", &login, "alice", password)
         .await
 }
 
@@ -501,15 +436,7 @@ async fn authorize_login_form(browser: &mut Browser<'_>, client_id: &str, passwo
     let login = browser.get(&format!("/oauth/authorize?{query}")).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     browser
-        .post(
-            "/oauth/authorize/login",
-            &[
-                ("csrf", &login.field("csrf")),
-                ("request", &login.field("request")),
-                ("username", "alice"),
-                ("password", password),
-            ],
-        )
+        .submit_login("/oauth/authorize/login", &login, "alice", password)
         .await
 }
 
@@ -527,27 +454,15 @@ fn assert_locked_page(page: &Page) {
 
 /// Both login forms, Keyframe's own and the authorization flow's, share the lockout.
 async fn the_login_pages_lock_only_the_guessing_source(backend: Backend) {
-    let w = World::new(backend, &behind_proxy).await;
-    let portal = w
-        .app
-        .cli(
-            &[
-                "--json",
-                "client",
-                "create",
-                "--name",
-                "Portal",
-                "--public",
-                "--redirect-uri",
-                REDIRECT,
-                "--scope",
-                "video:read",
-            ],
-            None,
+    let w = behind_proxy(backend)
+        .client(
+            ClientSpec::public("Portal")
+                .redirect_uris(&[REDIRECT])
+                .scopes(&["video:read"]),
         )
-        .await
-        .json();
-    let portal = portal["client_id"].as_str().expect("client_id");
+        .build()
+        .await;
+    let portal = &w.clients[1].id;
     let mut guesser = browser_from(&w, A);
     for _ in 0..3 {
         let failed = login_form(&mut guesser, "wrong").await;
@@ -571,11 +486,10 @@ async fn the_login_pages_lock_only_the_guessing_source(backend: Backend) {
 /// Guesses spread over many addresses, each under its own threshold, still add up: at the
 /// per-user ceiling every source is locked, including one that never failed.
 async fn the_user_ceiling_locks_every_source(backend: Backend) {
-    let w = World::new(backend, &|cfg| {
-        behind_proxy(cfg);
-        cfg.tokens.lockout_user_ceiling = 5;
-    })
-    .await;
+    let w = behind_proxy(backend)
+        .config(|cfg| cfg.tokens.lockout_user_ceiling = 5)
+        .build()
+        .await;
     for _ in 0..3 {
         assert_wrong_password(&password_from(&w, A, "wrong").await);
     }
@@ -591,11 +505,13 @@ async fn the_user_ceiling_locks_every_source(backend: Backend) {
 /// Without `--trust-proxy` the header is the client's own word: varying it changes nothing,
 /// every attempt counts against the peer address.
 async fn forwarded_for_is_ignored_without_a_trusted_proxy(backend: Backend) {
-    let w = World::new(backend, &|cfg| {
-        cfg.tokens.lockout_threshold = 3;
-        cfg.tokens.lockout_window = WINDOW;
-    })
-    .await;
+    let w = World::token_service(backend)
+        .config(|cfg| {
+            cfg.tokens.lockout_threshold = 3;
+            cfg.tokens.lockout_window = WINDOW;
+        })
+        .build()
+        .await;
     for source in [A, B, C] {
         assert_wrong_password(&password_from(&w, source, "wrong").await);
     }
@@ -608,16 +524,11 @@ async fn forwarded_for_is_ignored_without_a_trusted_proxy(backend: Backend) {
 /// RFC 8693: the JWT never carries more than the subject token (above all not
 /// `keyframe:tokens`), is issued only for Keyframe's own audience, and without delegation.
 async fn token_exchange_stays_within_the_subject_token(backend: Backend) {
-    let w = world(backend).await;
-    let owner = w.access_token("olivia", "olivia-pw", "acme").await;
-    let (status, system) = w
-        .create(
-            "acme",
-            &owner,
-            json!({"name": "Encoder", "kind": "system", "roles": ["admin", "member"]}),
-        )
+    let w = World::api_tokens(backend).build().await;
+    let owner = w.access_token("olivia", "acme").await;
+    let system = w
+        .system_token(&owner, "Encoder", &["admin", "member"])
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{system}");
     let subject = secret(&system);
 
     let narrowed = w
@@ -663,25 +574,13 @@ async fn token_exchange_stays_within_the_subject_token(backend: Backend) {
 /// RFC 7009 §2.2.1: API tokens are revoked through their own API, so `/oauth/revoke` says it
 /// does not revoke them; a silent 200 would let the caller believe the token was gone.
 async fn oauth_revoke_refuses_api_tokens_and_leaves_them_working(backend: Backend) {
-    let w = world(backend).await;
-    let owner = w.access_token("olivia", "olivia-pw", "acme").await;
-    let (_, personal) = w
-        .create(
-            "acme",
-            &owner,
-            json!({"name": "Laptop", "kind": "personal"}),
-        )
-        .await;
-    let (_, system) = w
-        .create(
-            "acme",
-            &owner,
-            json!({"name": "Encoder", "kind": "system", "roles": ["member"]}),
-        )
-        .await;
+    let w = World::api_tokens(backend).build().await;
+    let owner = w.access_token("olivia", "acme").await;
+    let personal = w.personal_token(&owner, "Laptop").await;
+    let system = w.system_token(&owner, "Encoder", &["member"]).await;
     for token in [&personal, &system] {
         w.app
-            .revoke(&w.client(), &secret(token))
+            .revoke(w.client(), &secret(token))
             .await
             .assert_400("unsupported_token_type");
         assert_eq!(w.introspect(&secret(token)).await["active"], true);

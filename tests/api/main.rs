@@ -1,5 +1,6 @@
 //! One integration-test binary (so the tests link once); every body runs on SQLite and on
-//! PostgreSQL through `backend_tests!`.
+//! PostgreSQL through `backend_tests!` (the PostgreSQL variants are `#[ignore]`d unless
+//! `--include-ignored` and `KEYFRAME_TEST_POSTGRES_URL` ask for them).
 
 mod helpers;
 
@@ -8,6 +9,7 @@ mod authorize;
 mod chromium;
 mod cli;
 mod cli_errors;
+mod error_bodies;
 mod http_hygiene;
 mod introspection;
 mod least_privilege;
@@ -16,4 +18,3 @@ mod server;
 mod token_page;
 mod tokens;
 mod vms;
-mod web_client;

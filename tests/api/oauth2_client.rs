@@ -11,10 +11,10 @@ use crate::backend_tests;
 use crate::helpers::{Backend, World, ALICE_PASSWORD};
 
 async fn a_standard_client_signs_in_and_refreshes(backend: Backend) {
-    let w = World::new(backend, &|_| {}).await;
-    let client = BasicClient::new(ClientId::new(w.client.id.clone()))
+    let w = World::token_service(backend).build().await;
+    let client = BasicClient::new(ClientId::new(w.client().id.clone()))
         .set_client_secret(ClientSecret::new(
-            w.client.secret.clone().expect("a confidential client"),
+            w.client().secret.clone().expect("a confidential client"),
         ))
         .set_token_uri(TokenUrl::new(format!("{}/oauth/token", w.app.address)).expect("token URL"));
     let http = oauth2::reqwest::Client::builder()
@@ -40,8 +40,8 @@ async fn a_standard_client_signs_in_and_refreshes(backend: Backend) {
         Some(vec!["read".to_owned()])
     );
     let claims = w.verify(token.access_token().secret()).await;
-    assert_eq!(claims["sub"], w.alice_id.as_str());
-    assert_eq!(claims["client_id"], w.client.id.as_str());
+    assert_eq!(claims["sub"], w.user_id("alice"));
+    assert_eq!(claims["client_id"], w.client().id.as_str());
     assert_eq!(claims["tenant"], "acme");
     assert_eq!(claims["scope"], "read");
 

@@ -11,51 +11,25 @@ use crate::helpers::{
 };
 
 async fn health_metadata_and_plain_errors(backend: Backend) {
-    let app = TestApp::spawn(backend).await.expect("app");
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(
-        health.json::<Value>().await.expect("json"),
-        json!({ "status": "ok" })
-    );
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.get_json("/healthz").await, json!({ "status": "ok" }));
 
     let meta = app
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            app.address
-        ))
-        .send()
-        .await
-        .expect("metadata");
-    assert_eq!(meta.status(), StatusCode::OK);
-    let meta: Value = meta.json().await.expect("json");
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(meta["issuer"], app.issuer.as_str());
     assert_eq!(
         app.issuer, app.address,
         "the default issuer is http:// + the bound address"
     );
 
-    let missing = app
-        .http
-        .get(format!("{}/no/such/thing", app.address))
-        .send()
-        .await
-        .expect("404");
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        missing.json::<Value>().await.expect("json")["error"],
-        "not_found"
-    );
+    let missing = app.get("/no/such/thing").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.body["error"], "not_found", "{}", missing.text);
 }
 
 async fn oversized_bodies_get_413(backend: Backend) {
-    let app = TestApp::spawn(backend).await.expect("app");
+    let app = TestApp::spawn(backend).await;
     let big = vec![b'a'; 64 * 1024 + 1];
     for path in ["/healthz", "/anything"] {
         let response = app
@@ -90,7 +64,7 @@ async fn oversized_bodies_get_413(backend: Backend) {
 /// `keyframe serve --demo` as a process: the startup object, the demo data, request logs
 /// without query strings, and a graceful stop on SIGTERM.
 async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
-    let db = TestDb::new(backend).expect("database");
+    let db = TestDb::new(backend);
     let mut child = tokio::process::Command::new(KEYFRAME)
         .args(["--json", "serve", "--demo", "--listen", "127.0.0.1:0"])
         .env("KEYFRAME_DATABASE_URL", &db.url)
@@ -238,12 +212,7 @@ fn malloc_arena_max(child: &tokio::process::Child) -> Option<String> {
 }
 
 async fn status_of(app: &TestApp) -> StatusCode {
-    app.http
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .expect("healthz")
-        .status()
+    app.get("/healthz").await.status
 }
 
 async fn wait_for(app: &TestApp, wanted: StatusCode) {
@@ -260,11 +229,10 @@ async fn wait_for(app: &TestApp, wanted: StatusCode) {
 /// so the shared PostgreSQL is never disturbed. (A SQLite file cannot go away under an open
 /// connection.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYFRAME_TEST_POSTGRES_URL"]
 async fn healthz_follows_the_database_without_a_restart() {
-    let Some(admin) = postgres_admin_url() else {
-        return;
-    };
-    let db = TestDb::new(Backend::Postgres).expect("database");
+    let admin = postgres_admin_url();
+    let db = TestDb::new(Backend::Postgres);
     let upstream = url::Url::parse(&admin).expect("url");
     let upstream = format!(
         "{}:{}",
@@ -278,16 +246,12 @@ async fn healthz_follows_the_database_without_a_restart() {
 
     proxy.cut().await;
     wait_for(&app, StatusCode::SERVICE_UNAVAILABLE).await;
-    let body: Value = app
-        .http
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .expect("healthz")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(body["status"], "unavailable");
+    let unavailable = app.get("/healthz").await;
+    assert_eq!(
+        unavailable.body["status"], "unavailable",
+        "{}",
+        unavailable.text
+    );
 
     proxy.restore();
     wait_for(&app, StatusCode::OK).await;

@@ -1,70 +1,26 @@
 //! The Token Management page over HTTP: sign-in, what each role sees, create (shown once),
 //! renew and revoke behind a confirmation, and CSRF.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestApp, TestDb};
-use crate::web_client::{Browser, Page};
+use crate::helpers::{Backend, Browser, Page, TestApp, World};
 
-async fn app(backend: Backend) -> TestApp {
-    let db = TestDb::new(backend).expect("database");
-    let url = db.url.clone();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "acme", "--name", "Acme Video"],
-        None,
-    )
-    .await
-    .json();
-    let args = [
-        "--json",
-        "user",
-        "create",
-        "olivia",
-        "--password-stdin",
-        "--tenant",
-        "acme:owner",
-    ];
-    keyframe(&url, &args, Some("olivia-pw")).await.json();
-    let args = [
-        "--json",
-        "user",
-        "create",
-        "max",
-        "--password-stdin",
-        "--tenant",
-        "acme:member",
-    ];
-    keyframe(&url, &args, Some("max-pw")).await.json();
-    TestApp::spawn_on(db, &|_| {}).await
+/// Tenant acme ("Acme Video"): olivia (`olivia-pw`) owns it, max (`max-pw`) is a member.
+async fn acme(backend: Backend) -> World {
+    World::builder(backend)
+        .tenant("acme", "Acme Video")
+        .user("olivia", "olivia-pw", &["acme:owner"])
+        .user("max", "max-pw", &["acme:member"])
+        .build()
+        .await
 }
 
-impl Browser<'_> {
-    pub(crate) async fn sign_in_to_tokens(&mut self, username: &str, password: &str) -> Page {
-        let first = self.get("/tokens?tenant=acme").await;
-        assert_eq!(
-            first.status,
-            StatusCode::SEE_OTHER,
-            "signed out: to the login page"
-        );
-        let login = self.get(&first.location()).await;
-        assert_eq!(login.status, StatusCode::OK);
-        let posted = self
-            .post(
-                "/login",
-                &[
-                    ("csrf", &login.field("csrf")),
-                    ("request", &login.field("request")),
-                    ("username", username),
-                    ("password", password),
-                ],
-            )
-            .await;
-        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
-        assert_eq!(posted.location(), "/tokens?tenant=acme");
-        self.get(&posted.location()).await
-    }
+/// Posts the page's form that creates a token, with these fields besides `tenant=acme`.
+async fn create_token(browser: &mut Browser<'_>, csrf: &str, fields: &[(&str, &str)]) -> Page {
+    let mut form = vec![("csrf", csrf), ("tenant", "acme")];
+    form.extend_from_slice(fields);
+    browser.post("/tokens/create", &form).await
 }
 
 fn secret_on(page: &Page) -> Option<String> {
@@ -85,8 +41,9 @@ fn link(page: &Page, action: &str) -> String {
 }
 
 async fn owners_create_renew_and_revoke_with_confirmation(backend: Backend) {
-    let app = app(backend).await;
-    let mut browser = Browser::new(&app);
+    let world = acme(backend).await;
+    let app = &world.app;
+    let mut browser = Browser::new(app);
     let page = browser.sign_in_to_tokens("olivia", "olivia-pw").await;
     assert_eq!(page.status, StatusCode::OK);
     for section in [
@@ -104,19 +61,17 @@ async fn owners_create_renew_and_revoke_with_confirmation(backend: Backend) {
         .contains("frame-ancestors 'none'"));
 
     let csrf = page.field("csrf");
-    let created = browser
-        .post(
-            "/tokens/create",
-            &[
-                ("csrf", csrf.as_str()),
-                ("tenant", "acme"),
-                ("name", "Encoder"),
-                ("kind", "system"),
-                ("role_admin", "admin"),
-                ("expires", "2031-05-01"),
-            ],
-        )
-        .await;
+    let created = create_token(
+        &mut browser,
+        csrf.as_str(),
+        &[
+            ("name", "Encoder"),
+            ("kind", "system"),
+            ("role_admin", "admin"),
+            ("expires", "2031-05-01"),
+        ],
+    )
+    .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
     let secret = secret_on(&created).expect("the new token is shown");
     assert!(secret.starts_with("kfsat_"));
@@ -140,10 +95,7 @@ async fn owners_create_renew_and_revoke_with_confirmation(backend: Backend) {
         .await;
     let new_secret = secret_on(&renewed).expect("the renewed token is shown");
     assert_ne!(new_secret, secret);
-    let usable = |token: String| {
-        let app = &app;
-        async move { keyframe_active(app, &token).await }
-    };
+    let usable = |token: String| async move { keyframe_active(app, &token).await };
     assert!(!usable(secret.clone()).await);
     assert!(usable(new_secret.clone()).await);
 
@@ -165,34 +117,26 @@ async fn owners_create_renew_and_revoke_with_confirmation(backend: Backend) {
 
 /// Through the API (the page and the API share the rules): is the token usable?
 async fn keyframe_active(app: &TestApp, token: &str) -> bool {
-    let response = app
-        .http
-        .get(format!("{}/api/v1/tenants/acme/tokens", app.address))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("api");
+    let answer = app
+        .bearer(Method::GET, "/api/v1/tenants/acme/tokens", token, None)
+        .await;
     // A system token may not list (403) but is authenticated; a dead one is 401.
-    response.status() != StatusCode::UNAUTHORIZED
+    answer.status != StatusCode::UNAUTHORIZED
 }
 
 async fn members_see_their_own_and_forms_need_csrf(backend: Backend) {
-    let app = app(backend).await;
-    let mut owner = Browser::new(&app);
+    let world = acme(backend).await;
+    let app = &world.app;
+    let mut owner = Browser::new(app);
     let page = owner.sign_in_to_tokens("olivia", "olivia-pw").await;
-    owner
-        .post(
-            "/tokens/create",
-            &[
-                ("csrf", &page.field("csrf")),
-                ("tenant", "acme"),
-                ("name", "Olivia's"),
-                ("kind", "personal"),
-            ],
-        )
-        .await;
+    create_token(
+        &mut owner,
+        &page.field("csrf"),
+        &[("name", "Olivia's"), ("kind", "personal")],
+    )
+    .await;
 
-    let mut member = Browser::new(&app);
+    let mut member = Browser::new(app);
     let page = member.sign_in_to_tokens("max", "max-pw").await;
     assert!(page.body.contains("My tokens"));
     assert!(
@@ -208,46 +152,34 @@ async fn members_see_their_own_and_forms_need_csrf(backend: Backend) {
     );
 
     // Posting kind=system anyway: refused on the page, nothing created.
-    let refused = member
-        .post(
-            "/tokens/create",
-            &[
-                ("csrf", &page.field("csrf")),
-                ("tenant", "acme"),
-                ("name", "Sneaky"),
-                ("kind", "system"),
-                ("role_owner", "owner"),
-            ],
-        )
-        .await;
+    let refused = create_token(
+        &mut member,
+        &page.field("csrf"),
+        &[
+            ("name", "Sneaky"),
+            ("kind", "system"),
+            ("role_owner", "owner"),
+        ],
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.body.contains("role=\"alert\""));
     assert!(secret_on(&refused).is_none());
 
     // Without the CSRF token: refused, nothing created.
-    let forged = member
-        .post(
-            "/tokens/create",
-            &[
-                ("csrf", "forged-forged-forged-forged"),
-                ("tenant", "acme"),
-                ("name", "Forged"),
-                ("kind", "personal"),
-            ],
-        )
-        .await;
+    let forged = create_token(
+        &mut member,
+        "forged-forged-forged-forged",
+        &[("name", "Forged"), ("kind", "personal")],
+    )
+    .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    let created = member
-        .post(
-            "/tokens/create",
-            &[
-                ("csrf", &page.field("csrf")),
-                ("tenant", "acme"),
-                ("name", "Script"),
-                ("kind", "personal"),
-            ],
-        )
-        .await;
+    let created = create_token(
+        &mut member,
+        &page.field("csrf"),
+        &[("name", "Script"), ("kind", "personal")],
+    )
+    .await;
     assert!(secret_on(&created).expect("created").starts_with("kfpat_"));
     let page = member.get("/tokens?tenant=acme").await;
     assert!(

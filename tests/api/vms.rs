@@ -1,117 +1,46 @@
 //! The VideoManager-compatible API, with the documented requests (as valid JSON).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use diesel::prelude::*;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::helpers::{keyframe, Backend, TestApp, TestDb};
+use crate::helpers::{claims, Answer, Backend, ClientSpec, TestApp, World, WorldBuilder};
 
-/// Tenants acme (alice's default) and beta, user alice in both, user bob in acme only.
-async fn seeded(
-    backend: Backend,
-    adjust: &dyn Fn(&mut keyframe::config::Config),
-) -> (TestApp, String) {
-    let db = TestDb::new(backend).expect("database");
-    let url = db.url.clone();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "acme", "--name", "Acme Video"],
-        None,
-    )
-    .await
-    .json();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "beta", "--name", "Beta Live"],
-        None,
-    )
-    .await
-    .json();
-    keyframe(
-        &url,
-        &["--json", "tenant", "create", "gamma", "--name", "Gamma"],
-        None,
-    )
-    .await
-    .json();
-    let args = [
-        "--json",
-        "user",
-        "create",
-        "alice",
-        "--password-stdin",
-        "--tenant",
-        "acme:owner",
-        "--tenant",
-        "beta",
-    ];
-    keyframe(&url, &args, Some("alice-pw\n")).await.json();
-    let args = [
-        "--json",
-        "user",
-        "create",
-        "bob",
-        "--password-stdin",
-        "--tenant",
-        "acme",
-    ];
-    keyframe(&url, &args, Some("bob-pw\n")).await.json();
-    (TestApp::spawn_on(db, adjust).await, url)
+/// Tenants acme (alice's default), beta and gamma; user alice in acme and beta, user bob in
+/// acme only.
+fn seeded(backend: Backend) -> WorldBuilder {
+    World::builder(backend)
+        .alice_in_acme_and_beta("alice-pw")
+        .tenant("gamma", "Gamma")
+        .user("bob", "bob-pw", &["acme"])
 }
 
-async fn post_json(
-    app: &TestApp,
-    path: &str,
-    body: &str,
-) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let response = app
-        .http
-        .post(format!("{}{path}", app.address))
+/// The status and JSON body of an answer that must be JSON.
+fn json_of(answer: Answer) -> (StatusCode, Value) {
+    assert!(!answer.body.is_null(), "not a JSON body: {}", answer.text);
+    (answer.status, answer.body)
+}
+
+async fn post_json(app: &TestApp, path: &str, body: &str) -> Answer {
+    let request = app
+        .request(Method::POST, path)
         .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    let headers = response.headers().clone();
-    (status, response.json().await.expect("JSON body"), headers)
+        .body(body.to_owned());
+    Answer::send(request).await
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> (StatusCode, Value) {
-    let (status, body, _) = post_json(
-        app,
-        "/v1/vms/auth/login",
-        &json!({ "username": username, "password": password }).to_string(),
-    )
-    .await;
-    (status, body)
+    let body = json!({ "username": username, "password": password }).to_string();
+    json_of(post_json(app, "/v1/vms/auth/login", &body).await)
 }
 
 async fn refresh(app: &TestApp, video_manager: &str, token: &str) -> (StatusCode, Value) {
     let path = format!("/v1/vms/auth/refresh/{video_manager}");
-    let (status, body, _) =
-        post_json(app, &path, &json!({ "refreshToken": token }).to_string()).await;
-    (status, body)
+    json_of(post_json(app, &path, &json!({ "refreshToken": token }).to_string()).await)
 }
 
 async fn list(app: &TestApp, access_token: &str) -> (StatusCode, Value) {
-    let response = app
-        .http
-        .get(format!("{}/v1/vms", app.address))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.expect("JSON body"))
-}
-
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("JSON claims")
+    json_of(app.bearer(Method::GET, "/v1/vms", access_token, None).await)
 }
 
 fn assert_error(body: &Value, error: &str) {
@@ -127,22 +56,10 @@ fn assert_error(body: &Value, error: &str) {
     );
 }
 
-fn families(url: &str) -> i64 {
-    let db = keyframe::db::Db::connect(
-        &keyframe::db::DatabaseUrl::parse(url).expect("url"),
-        &keyframe::db::DbOptions::pool(1),
-    )
-    .expect("db");
-    let mut conn = db.conn().expect("conn");
-    keyframe::db::schema::token_families::table
-        .count()
-        .get_result(&mut conn)
-        .expect("count")
-}
-
 async fn login_refresh_into_another_video_manager_and_list(backend: Backend) {
-    let (app, url) = seeded(backend, &|_| {}).await;
-    let (status, pair) = login(&app, "alice", "alice-pw").await;
+    let w = seeded(backend).build().await;
+    let app = &w.app;
+    let (status, pair) = login(app, "alice", "alice-pw").await;
     assert_eq!(status, StatusCode::OK, "{pair}");
     let fields: Vec<&str> = pair
         .as_object()
@@ -175,7 +92,7 @@ async fn login_refresh_into_another_video_manager_and_list(backend: Backend) {
         .expect("refresh token")
         .starts_with("kf_rt_"));
 
-    let (status, listed) = list(&app, access).await;
+    let (status, listed) = list(app, access).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         listed,
@@ -184,7 +101,7 @@ async fn login_refresh_into_another_video_manager_and_list(backend: Backend) {
 
     // Switching VideoManager rotates the refresh token.
     let first_refresh = pair["refreshToken"].as_str().expect("token").to_owned();
-    let (status, switched) = refresh(&app, "beta", &first_refresh).await;
+    let (status, switched) = refresh(app, "beta", &first_refresh).await;
     assert_eq!(status, StatusCode::OK, "{switched}");
     assert_eq!(switched["validForVideoManager"], "beta");
     assert_eq!(switched["videoManagerList"], both);
@@ -194,49 +111,24 @@ async fn login_refresh_into_another_video_manager_and_list(backend: Backend) {
         .to_owned();
     assert_eq!(claims(&beta_access)["tenant"], "beta");
     assert_ne!(switched["refreshToken"], pair["refreshToken"]);
-    let (status, listed) = list(&app, &beta_access).await;
+    let (status, listed) = list(app, &beta_access).await;
     assert_eq!(
         (status, listed["validForVideoManager"].clone()),
         (StatusCode::OK, json!("beta"))
     );
 
     // The same JWT works on the OAuth side: introspection by a confidential client.
-    let client = keyframe(
-        &url,
-        &[
-            "--json",
-            "client",
-            "create",
-            "--name",
-            "RS",
-            "--grant-type",
-            "refresh_token",
-        ],
-        None,
-    )
-    .await
-    .json();
-    let introspected: Value = app
-        .http
-        .post(format!("{}/oauth/introspect", app.address))
-        .basic_auth(
-            client["client_id"].as_str().expect("id"),
-            client["client_secret"].as_str(),
-        )
-        .form(&[("token", beta_access.as_str())])
-        .send()
-        .await
-        .expect("introspect")
-        .json()
-        .await
-        .expect("json");
+    let client = app
+        .create_client(ClientSpec::confidential("RS").grants(&["refresh_token"]))
+        .await;
+    let introspected = app.introspect(&client, &beta_access).await;
     assert_eq!(introspected["active"], true, "{introspected}");
     assert_eq!(introspected["tenant"], "beta");
     assert_eq!(introspected["username"], "alice");
 
     // And back, with the rotated token.
     let (status, back) = refresh(
-        &app,
+        app,
         "acme",
         switched["refreshToken"].as_str().expect("token"),
     )
@@ -247,48 +139,50 @@ async fn login_refresh_into_another_video_manager_and_list(backend: Backend) {
     );
 
     // The first refresh token was rotated out: reuse is refused and revokes the family.
-    let (status, reused) = refresh(&app, "acme", &first_refresh).await;
+    let (status, reused) = refresh(app, "acme", &first_refresh).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&reused, "unauthorized");
-    let (status, _) = list(&app, back["accessToken"].as_str().expect("token")).await;
+    let (status, _) = list(app, back["accessToken"].as_str().expect("token")).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
         "reuse revoked the whole family"
     );
-    let (status, _) = refresh(&app, "acme", back["refreshToken"].as_str().expect("token")).await;
+    let (status, _) = refresh(app, "acme", back["refreshToken"].as_str().expect("token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 async fn bad_input_gets_a_json_error_and_writes_nothing(backend: Backend) {
-    let (app, url) = seeded(backend, &|cfg| cfg.tokens.lockout_threshold = 3).await;
-    let (_, pair) = login(&app, "alice", "alice-pw").await;
+    let w = seeded(backend)
+        .config(|cfg| cfg.tokens.lockout_threshold = 3)
+        .build()
+        .await;
+    let app = &w.app;
+    let (_, pair) = login(app, "alice", "alice-pw").await;
     let token = pair["refreshToken"].as_str().expect("token").to_owned();
-    let families_before = families(&url);
+    let families_before = app.token_families();
 
     // Wrong password and disabled user: 401, one message for both.
-    let (status, wrong) = login(&app, "alice", "nope").await;
+    let (status, wrong) = login(app, "alice", "nope").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&wrong, "unauthorized");
-    keyframe(&url, &["--json", "user", "disable", "bob"], None)
-        .await
-        .json();
-    let (status, disabled) = login(&app, "bob", "bob-pw").await;
+    w.cli(&["--json", "user", "disable", "bob"]).await;
+    let (status, disabled) = login(app, "bob", "bob-pw").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         disabled, wrong,
         "a disabled user gets the same answer as a wrong password"
     );
-    let (_, unknown) = login(&app, "nobody", "x").await;
+    let (_, unknown) = login(app, "nobody", "x").await;
     assert_eq!(unknown, wrong);
 
     // A VideoManager the user does not belong to (or that does not exist): 403, nothing changes.
     for foreign in ["gamma", "no-such-vm", "Not_A_Slug"] {
-        let (status, body) = refresh(&app, foreign, &token).await;
+        let (status, body) = refresh(app, foreign, &token).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{foreign}: {body}");
         assert_error(&body, "forbidden");
     }
-    let (status, unknown) = refresh(&app, "acme", "kf_rt_not-a-real-token").await;
+    let (status, unknown) = refresh(app, "acme", "kf_rt_not-a-real-token").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&unknown, "unauthorized");
 
@@ -345,15 +239,13 @@ async fn bad_input_gets_a_json_error_and_writes_nothing(backend: Backend) {
     ];
     for (content_type, body, expected, mentions) in cases {
         let mut request = app
-            .http
-            .post(format!("{}/v1/vms/auth/login", app.address))
+            .request(Method::POST, "/v1/vms/auth/login")
             .body(body.to_string());
         if let Some(ct) = content_type {
             request = request.header("Content-Type", *ct);
         }
-        let response = request.send().await.expect("request");
-        assert_eq!(response.status(), *expected, "{body}");
-        let error: Value = response.json().await.expect("JSON error");
+        let (status, error) = json_of(Answer::send(request).await);
+        assert_eq!(status, *expected, "{body}");
         assert!(
             error["message"]
                 .as_str()
@@ -364,26 +256,26 @@ async fn bad_input_gets_a_json_error_and_writes_nothing(backend: Backend) {
     }
 
     // Nothing above wrote a family, and the refresh token still works.
-    assert_eq!(families(&url), families_before);
-    let (status, body) = refresh(&app, "beta", &token).await;
+    assert_eq!(app.token_families(), families_before);
+    let (status, body) = refresh(app, "beta", &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Locked after three failures: 429 with Retry-After, even with the right password.
     for _ in 0..2 {
-        login(&app, "alice", "nope").await;
+        login(app, "alice", "nope").await;
     }
-    let (status, locked, headers) = post_json(
-        &app,
+    let locked = post_json(
+        app,
         "/v1/vms/auth/login",
         r#"{"username":"alice","password":"alice-pw"}"#,
     )
     .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    assert_error(&locked, "too_many_requests");
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_error(&locked.body, "too_many_requests");
     // The lock lifts when the first failure, a moment ago, leaves the 900-second window.
-    let retry_after: i64 = headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
+    let retry_after: i64 = locked
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
         .expect("a Retry-After in seconds");
     assert_eq!(
         retry_after, 900,
@@ -391,26 +283,25 @@ async fn bad_input_gets_a_json_error_and_writes_nothing(backend: Backend) {
     );
 
     // No or a bad bearer token.
-    let response = app
-        .http
-        .get(format!("{}/v1/vms", app.address))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_error(&response.json().await.expect("json"), "unauthorized");
-    let (status, body) = list(&app, "not-a-jwt").await;
+    let (status, body) = json_of(app.get("/v1/vms").await);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&body, "unauthorized");
+    let (status, body) = list(app, "not-a-jwt").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&body, "unauthorized");
 }
 
 async fn the_api_can_be_turned_off(backend: Backend) {
-    let (app, _) = seeded(backend, &|cfg| cfg.vms_api = false).await;
-    let (status, _) = login(&app, "alice", "alice-pw").await;
+    let w = seeded(backend)
+        .config(|cfg| cfg.vms_api = false)
+        .build()
+        .await;
+    let app = &w.app;
+    let (status, _) = login(app, "alice", "alice-pw").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = refresh(&app, "acme", "kf_rt_x").await;
+    let (status, _) = refresh(app, "acme", "kf_rt_x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = list(&app, "x").await;
+    let (status, _) = list(app, "x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

@@ -1,12 +1,16 @@
-//! A minimal browser for HTTP-level page tests: a cookie jar, no automatic redirects, and
-//! helpers to read hidden form fields.
+//! A minimal browser for HTTP-level page tests: a cookie jar, no automatic redirects, helpers
+//! to read hidden form fields and to sign in, and the authorization request a client sends it
+//! to.
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
 
-use crate::helpers::TestApp;
+use super::TestApp;
 
 /// A browser: a cookie jar, no automatic redirects.
 pub struct Browser<'a> {
@@ -159,4 +163,93 @@ impl<'a> Browser<'a> {
             .expect("POST");
         self.finish(response).await
     }
+}
+
+impl Browser<'_> {
+    /// Posts a sign-in form at `path` with these hidden fields and credentials.
+    pub async fn post_login(
+        &mut self,
+        path: &str,
+        csrf: &str,
+        request: &str,
+        username: &str,
+        password: &str,
+    ) -> Page {
+        let fields = [
+            ("csrf", csrf),
+            ("request", request),
+            ("username", username),
+            ("password", password),
+        ];
+        self.post(path, &fields).await
+    }
+
+    /// Fills in the sign-in form on `form` (its own hidden fields) and posts it to `path`.
+    pub async fn submit_login(
+        &mut self,
+        path: &str,
+        form: &Page,
+        username: &str,
+        password: &str,
+    ) -> Page {
+        let (csrf, request) = (form.field("csrf"), form.field("request"));
+        self.post_login(path, &csrf, &request, username, password)
+            .await
+    }
+
+    /// Opens acme's Token Management page signed out, follows it to the login page, signs in
+    /// and comes back: the page as the user sees it then.
+    pub async fn sign_in_to_tokens(&mut self, username: &str, password: &str) -> Page {
+        let first = self.get("/tokens?tenant=acme").await;
+        assert_eq!(
+            first.status,
+            StatusCode::SEE_OTHER,
+            "signed out: to the login page"
+        );
+        let login = self.get(&first.location()).await;
+        assert_eq!(login.status, StatusCode::OK);
+        let posted = self
+            .submit_login("/login", &login, username, password)
+            .await;
+        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+        assert_eq!(posted.location(), "/tokens?tenant=acme");
+        self.get(&posted.location()).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The authorization request (RFC 6749 §4.1 with PKCE).
+
+/// The redirect URI the browser-flow tests register.
+pub const REDIRECT: &str = "https://app.example/callback";
+pub const VERIFIER: &str = "a-verifier-that-is-long-enough-for-rfc-7636-rules_0123456789";
+
+/// The S256 code challenge of `verifier`.
+pub fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The query of an authorization request for `client_id` to [`REDIRECT`] with [`VERIFIER`]'s
+/// challenge, scope `video:read` and state `st&te 1`; each of `extra` replaces the parameter of
+/// that name, or removes it when empty.
+pub fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
+    let challenge = challenge(VERIFIER);
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", "video:read"),
+        ("state", "st&te 1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        pairs.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            pairs.push((k, v));
+        }
+    }
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
