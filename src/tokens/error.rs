@@ -59,7 +59,21 @@ impl OAuthError {
         }
     }
 
+    /// The `error_description`, in the characters RFC 6749 §5.2 allows (printable ASCII
+    /// without `"` and `\`): descriptions quote client input, which may hold anything.
     pub fn description(&self) -> String {
+        self.text()
+            .chars()
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                ' '..='~' => c,
+                _ => '?',
+            })
+            .collect()
+    }
+
+    fn text(&self) -> String {
         match self {
             OAuthError::InvalidRequest(d)
             | OAuthError::InvalidClient(d)
@@ -107,5 +121,21 @@ impl From<crate::users::SignInError> for OAuthError {
             crate::users::SignInError::Locked { retry_after } => OAuthError::Locked { retry_after },
             crate::users::SignInError::Failed(error) => error.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_to_the_characters_rfc_6749_allows() {
+        let error =
+            OAuthError::UnsupportedGrantType("the grant type \"a\\b\u{e9}\n\" is unknown".into());
+        let description = error.description();
+        assert_eq!(description, "the grant type 'a/b??' is unknown");
+        assert!(description
+            .chars()
+            .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')));
     }
 }
