@@ -15,10 +15,11 @@ pub async fn token(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form::read(&req, payload, state.max_body_bytes).await?;
     let presented = client_auth::presented(&req, &form)?;
-    let source = state.proxies.source(&req);
-    let _turn = match form.get("grant_type") {
-        Some("password") => crate::passwords::turn().await,
-        _ => None,
+    // Only a password attempt needs its source (for the lockout) and an argon2 turn; the
+    // refresh and introspection hot paths skip both.
+    let (source, _turn) = match form.get("grant_type") {
+        Some("password") => (state.proxies.source(&req), crate::passwords::turn().await),
+        _ => (String::new(), None),
     };
     let response = web::block(move || {
         let mut conn = state.db.conn()?;
