@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 use crate::http::endpoint::Endpoint;
 use crate::http::{bearer, read_json};
@@ -42,12 +42,6 @@ impl From<ApiError> for ApiFailure {
 impl From<Error> for ApiFailure {
     fn from(error: Error) -> Self {
         ApiFailure(ApiError::Internal(error), None)
-    }
-}
-
-impl From<actix_web::error::BlockingError> for ApiFailure {
-    fn from(error: actix_web::error::BlockingError) -> Self {
-        Error::Internal(error.to_string()).into()
     }
 }
 
@@ -121,24 +115,27 @@ async fn as_principal<T, F>(
 ) -> Result<T, ApiFailure>
 where
     T: Send + 'static,
-    F: FnOnce(&mut DbConnection, &Principal, i64) -> Result<T, ApiError> + Send + 'static,
+    F: AsyncFnOnce(&mut Conn, &Principal, i64) -> Result<T, ApiError> + Send + 'static,
 {
     let token = bearer(req).ok_or_else(|| {
         ApiError::Unauthorized("send a token as Authorization: Bearer <token>".into())
     })?;
     let state = state.clone();
-    let outcome = web::block(move || {
-        let mut conn = state.db.conn()?;
-        let now = state.clock.now();
-        let principal = state
-            .tokens
-            .principal(&mut conn, &token, now)?
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the token is invalid, expired or revoked".into())
-            })?;
-        f(&mut conn, &principal, now)
-    })
-    .await?;
+    let outcome = state
+        .store
+        .clone()
+        .run(async move |conn| {
+            let now = state.clock.now();
+            let principal = state
+                .tokens
+                .principal(conn, &token, now)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+                })?;
+            f(conn, &principal, now).await
+        })
+        .await;
     Ok(outcome?)
 }
 
@@ -154,8 +151,8 @@ async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiFailure> {
     let tenant = tenant_of(&path.into_inner())?;
-    let tokens = as_principal(&req, &state, move |conn, principal, _| {
-        api::list(conn, principal, &tenant)
+    let tokens = as_principal(&req, &state, async move |conn, principal, _| {
+        api::list(conn, principal, &tenant).await
     })
     .await?;
     Ok(HttpResponse::Ok()
@@ -185,8 +182,8 @@ async fn create(
                 )),
             )
         })?;
-    let body = as_principal(&req, &state, move |conn, principal, now| {
-        let (token, secret) = api::create(conn, principal, &tenant, new, now)?;
+    let body = as_principal(&req, &state, async move |conn, principal, now| {
+        let (token, secret) = api::create(conn, principal, &tenant, new, now).await?;
         Ok(created(&token, &secret))
     })
     .await?;
@@ -202,8 +199,8 @@ async fn renew(
 ) -> Result<HttpResponse, ApiFailure> {
     let (tenant, id) = path.into_inner();
     let tenant = tenant_of(&tenant)?;
-    let body = as_principal(&req, &state, move |conn, principal, _| {
-        let (token, secret) = api::renew(conn, principal, &tenant, &id)?;
+    let body = as_principal(&req, &state, async move |conn, principal, _| {
+        let (token, secret) = api::renew(conn, principal, &tenant, &id).await?;
         Ok(created(&token, &secret))
     })
     .await?;
@@ -219,8 +216,8 @@ async fn delete(
 ) -> Result<HttpResponse, ApiFailure> {
     let (tenant, id) = path.into_inner();
     let tenant = tenant_of(&tenant)?;
-    as_principal(&req, &state, move |conn, principal, _| {
-        api::delete(conn, principal, &tenant, &id)
+    as_principal(&req, &state, async move |conn, principal, _| {
+        api::delete(conn, principal, &tenant, &id).await
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

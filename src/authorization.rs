@@ -6,7 +6,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::clients::{self, Client, GrantType, Pkce};
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 use crate::form::Form;
 use crate::tenants::TenantId;
@@ -54,12 +54,12 @@ impl From<Error> for Refusal {
 impl AuthorizationRequest {
     /// Validates a query string. Until the client and redirect URI are known good, errors are
     /// pages; after that they go back to the client with `state` and `iss` (RFC 9207).
-    pub fn parse(conn: &mut DbConnection, query: &str, issuer: &str) -> Result<Self, Refusal> {
+    pub async fn parse(conn: &mut Conn, query: &str, issuer: &str) -> Result<Self, Refusal> {
         let form = Form::parse(query.as_bytes()).map_err(|e| Refusal::Page(e.description()))?;
         let client_id = form.get("client_id").ok_or_else(|| {
             Refusal::Page("The request names no client (client_id is missing).".into())
         })?;
-        let client = clients::find(conn, client_id)?.ok_or_else(|| {
+        let client = clients::find(conn, client_id).await?.ok_or_else(|| {
             Refusal::Page("The application that sent you here is not registered.".into())
         })?;
         let (redirect_uri, redirect_uri_given) = match form.get("redirect_uri") {
@@ -201,9 +201,9 @@ impl AuthorizationRequest {
         scope::join(&scopes)
     }
 
-    pub fn consent_remembered(
+    pub async fn consent_remembered(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         user: &User,
         tenant: &TenantId,
     ) -> Result<bool, Error> {
@@ -214,11 +214,12 @@ impl AuthorizationRequest {
             tenant.as_str(),
             &self.scope_key(),
         )
+        .await
     }
 
-    pub fn remember_consent(
+    pub async fn remember_consent(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         user: &User,
         tenant: &TenantId,
         now: i64,
@@ -231,6 +232,7 @@ impl AuthorizationRequest {
             &self.scope_key(),
             now,
         )
+        .await
     }
 }
 

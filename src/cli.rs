@@ -12,7 +12,7 @@ use std::io::BufRead;
 use serde_json::{json, Value};
 
 use crate::config::{Cli, Command, Config};
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 use crate::{clock, startup, telemetry};
 
@@ -35,9 +35,15 @@ pub fn run(cli: Cli) -> i32 {
     let result = Config::from_args(&cli.global).and_then(|config| match cli.command {
         Command::Serve(args) => serve::run(&config, &args, json),
         command => {
-            let db = startup::prepare_database(&config)?;
-            let mut conn = db.conn()?;
-            let report = execute(command, &config, &mut conn, clock::now())?;
+            let store = startup::prepare_database(&config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+            let report = runtime.block_on(async {
+                let mut conn = store.conn().await?;
+                execute(command, &config, &mut conn, clock::now()).await
+            })?;
             print_report(&report, json);
             Ok(())
         }
@@ -58,10 +64,10 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-fn execute(
+async fn execute(
     command: Command,
     config: &Config,
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     now: i64,
 ) -> Result<Report, Error> {
     match command {
@@ -69,12 +75,12 @@ fn execute(
             json: json!({ "status": "up to date" }),
             human: "The database schema is up to date.".into(),
         }),
-        Command::Tenant(c) => tenant::execute(c, conn, now),
-        Command::User(c) => user::execute(c, conn, now),
-        Command::Client(c) => client::execute(c, conn, now),
-        Command::Key(c) => key::execute(c, conn, now),
+        Command::Tenant(c) => tenant::execute(c, conn, now).await,
+        Command::User(c) => user::execute(c, conn, now).await,
+        Command::Client(c) => client::execute(c, conn, now).await,
+        Command::Key(c) => key::execute(c, conn, now).await,
         Command::Purge => {
-            let purged = crate::tokens::purge(conn, &config.tokens, now)?;
+            let purged = crate::tokens::purge(conn, &config.tokens, now).await?;
             Ok(Report {
                 human: format!(
                     "Purged {} token families, {} refresh tokens, {} revoked access token ids, \

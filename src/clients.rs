@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 use crate::secrets::{self, PlainSecret};
 
@@ -183,8 +183,8 @@ fn new_client_id() -> String {
 }
 
 /// Registers a client. A confidential client's secret is returned here and never again.
-pub fn create(
-    conn: &mut DbConnection,
+pub async fn create(
+    conn: &mut Conn,
     new: NewClient,
     now: i64,
 ) -> Result<(Client, Option<PlainSecret>), Error> {
@@ -238,21 +238,28 @@ pub fn create(
         conn,
         &client,
         secret.as_ref().map(PlainSecret::digest).as_deref(),
-    )?;
+    )
+    .await?;
     Ok((client, secret))
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<Client>, Error> {
-    db::clients::list(conn)
+pub async fn list(conn: &mut Conn) -> Result<Vec<Client>, Error> {
+    db::clients::list(conn).await
 }
 
-pub fn find(conn: &mut DbConnection, client_id: &str) -> Result<Option<Client>, Error> {
-    Ok(db::clients::find(conn, client_id)?.map(|(client, _)| client))
+pub async fn find(conn: &mut Conn, client_id: &str) -> Result<Option<Client>, Error> {
+    Ok(db::clients::find(conn, client_id)
+        .await?
+        .map(|(client, _)| client))
 }
 
 /// Every scope some client is registered for, sorted: the server's `scopes_supported`.
-pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
-    let mut scopes: Vec<String> = list(conn)?.into_iter().flat_map(|c| c.scopes).collect();
+pub async fn all_scopes(conn: &mut Conn) -> Result<Vec<String>, Error> {
+    let mut scopes: Vec<String> = list(conn)
+        .await?
+        .into_iter()
+        .flat_map(|c| c.scopes)
+        .collect();
     scopes.sort();
     scopes.dedup();
     Ok(scopes)
@@ -260,13 +267,13 @@ pub fn all_scopes(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
 
 /// The client if `secret` is right for it: a confidential client must present its secret, a
 /// public client must present none. Comparison is constant-time on the digest.
-pub fn authenticate(
-    conn: &mut DbConnection,
+pub async fn authenticate(
+    conn: &mut Conn,
     known: &KnownClients,
     client_id: &str,
     secret: Option<&str>,
 ) -> Result<Option<Client>, Error> {
-    let Some(found) = known.find(conn, client_id)? else {
+    let Some(found) = known.find(conn, client_id).await? else {
         return Ok(None);
     };
     let ok = match (found.client.public, secret, &found.digest) {
@@ -309,15 +316,15 @@ impl KnownClients {
     /// remembered like the others: the VideoManager API needs it on every request, and on
     /// PostgreSQL each read is a round trip. Its secret is generated and thrown away: nobody
     /// can use it at the token endpoint.
-    pub fn builtin(
+    pub async fn builtin(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client_id: &str,
         name: &str,
         grant_types: &[GrantType],
         now: i64,
     ) -> Result<Client, Error> {
-        if let Some(known) = self.find(conn, client_id)? {
+        if let Some(known) = self.find(conn, client_id).await? {
             return Ok(known.client.clone());
         }
         let client = Client {
@@ -331,7 +338,7 @@ impl KnownClients {
             created_at: now,
         };
         let unusable = PlainSecret::generate(CLIENT_SECRET_PREFIX);
-        match db::clients::insert(conn, &client, Some(&unusable.digest())) {
+        match db::clients::insert(conn, &client, Some(&unusable.digest())).await {
             Ok(()) => Ok(client),
             // Another instance created it at the same moment.
             Err(Error::Database(e)) if db::is_unique_violation(&e) => Ok(client),
@@ -339,9 +346,9 @@ impl KnownClients {
         }
     }
 
-    fn find(
+    async fn find(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client_id: &str,
     ) -> Result<Option<Arc<KnownClient>>, Error> {
         if let Some(known) = self.cache.get(client_id) {
@@ -349,7 +356,7 @@ impl KnownClients {
                 return Ok(Some(known));
             }
         }
-        match db::clients::find(conn, client_id)? {
+        match db::clients::find(conn, client_id).await? {
             Some((client, digest)) => {
                 let known = Arc::new(KnownClient {
                     client,
@@ -373,8 +380,8 @@ impl Client {
     }
 }
 
-pub fn delete(conn: &mut DbConnection, client_id: &str) -> Result<(), Error> {
-    if db::clients::delete(conn, client_id)? {
+pub async fn delete(conn: &mut Conn, client_id: &str) -> Result<(), Error> {
+    if db::clients::delete(conn, client_id).await? {
         Ok(())
     } else {
         Err(Error::NotFound(format!("unknown client {client_id}")))

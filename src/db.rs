@@ -1,12 +1,19 @@
-//! Persistence: the pool, the connection enum over both backends, migrations and transactions.
-//! This module and its children hold the only SQL in Keyframe.
+//! Persistence: the store (pools of both backends), migrations and transactions. This module
+//! and its children hold the only SQL in Keyframe.
+//!
+//! Each statement is written once, as diesel DSL in a function of a child module, and run by
+//! `run!` with the driver of the backend: diesel-async from the event loop on PostgreSQL,
+//! diesel's own connection on SQLite (on the blocking thread that `Store::run` gives the
+//! request). Callers await the same functions whichever backend runs.
 
 pub mod api_tokens;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod dsl;
 pub mod keys;
 pub mod login_failures;
+pub mod postgres;
 pub mod schema;
 pub mod sessions;
 pub mod tenants;
@@ -20,7 +27,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, RunQueryDsl};
+use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::Error;
@@ -198,9 +205,10 @@ impl r2d2::HandleError<diesel::r2d2::Error> for TracingErrorHandler {
     }
 }
 
-pub type Conn = PooledConnection<ConnectionManager>;
+pub type SyncConn = PooledConnection<ConnectionManager>;
 
-/// The connection pool, cheap to clone.
+/// The synchronous connection pool (diesel's own drivers), cheap to clone: SQLite's
+/// connections, migrations on both backends.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager>,
@@ -266,7 +274,7 @@ impl Db {
         &self.url
     }
 
-    pub fn conn(&self) -> Result<Conn, Error> {
+    pub fn conn(&self) -> Result<SyncConn, Error> {
         self.pool.get().map_err(|e| {
             Error::Unavailable(format!(
                 "the database is unavailable: {}",
@@ -284,6 +292,7 @@ impl Db {
     /// copying and syncing is still done first, passively, so the RESTART has little left.
     /// Nothing to do on PostgreSQL.
     pub fn checkpoint(&self) -> Result<(), Error> {
+        use diesel::RunQueryDsl;
         if let DatabaseUrl::Sqlite { .. } = self.url {
             let mut conn = self.conn()?;
             let DbConnection::Sqlite(c) = &mut *conn else {
@@ -296,7 +305,7 @@ impl Db {
             if log_bytes <= self.max_log_bytes {
                 return Ok(());
             }
-            let _writer = SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+            let _writer = SQLITE_WRITER.acquire();
             let started = std::time::Instant::now();
             c.batch_execute("PRAGMA wal_checkpoint(RESTART)")?;
             tracing::debug!(
@@ -323,6 +332,7 @@ impl Db {
     /// Applies pending migrations under a lock, so that several instances (or CLI processes)
     /// starting together do not race each other. Returns the versions it applied.
     pub fn migrate(&self) -> Result<Vec<String>, Error> {
+        use diesel::RunQueryDsl;
         let mut conn = self.conn()?;
         let applied = match &mut *conn {
             DbConnection::Sqlite(c) => {
@@ -382,64 +392,284 @@ pub fn migration_names() -> (Vec<String>, Vec<String>) {
     )
 }
 
-/// Runs a diesel query on the concrete connection. Through the `DbConnection` enum diesel
-/// serialises every query to SQL again before it looks up the prepared statement; on the hot
-/// paths that was about a tenth of a request's CPU. `$body` is expanded once per backend, so
-/// the query it builds is typed for that backend.
-macro_rules! on_backend {
+/// A connection of the store: a pooled SQLite connection (used on a blocking thread) or a
+/// pooled asynchronous PostgreSQL connection (used from the event loop).
+// One per request, on its stack: boxing the large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Conn {
+    Sqlite(SyncConn),
+    Postgres(postgres::PooledPg),
+}
+
+impl Conn {
+    /// Runs CPU-heavy work (argon2) off the event loop: on SQLite the request already runs on a
+    /// blocking thread, so inline; on PostgreSQL on the blocking pool, while the worker serves
+    /// other requests.
+    pub async fn off_loop<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        match self {
+            Conn::Sqlite(_) => Ok(work()),
+            Conn::Postgres(_) => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| Error::Internal(format!("a blocking task failed: {e}"))),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Conn::Sqlite(_) => "sqlite",
+            Conn::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The SQLite connection inside a pooled one (a SQLite store pools only SQLite connections).
+pub fn sqlite(conn: &mut SyncConn) -> &mut SqliteConnection {
+    match &mut **conn {
+        DbConnection::Sqlite(c) => c,
+        DbConnection::Postgres(_) => unreachable!("a SQLite store holds SQLite connections"),
+    }
+}
+
+/// Runs one statement built by `$body` on the store connection `$conn`: with diesel's
+/// `RunQueryDsl` on SQLite, with diesel-async's (awaited) on PostgreSQL. `$body` is expanded
+/// once per backend, so the query it builds is typed for that backend; it must be the call
+/// that runs the query (`.execute(c)`, `.load(c)`, `.get_result(c)`, ...), and anything done
+/// with the result goes outside.
+macro_rules! run {
     ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::db::DbConnection::Sqlite($c) => $body,
-            $crate::db::DbConnection::Postgres($c) => $body,
+        match &mut *$conn {
+            $crate::db::Conn::Sqlite(pooled) => {
+                #[allow(unused_imports)]
+                use diesel::RunQueryDsl as _;
+                let $c = $crate::db::sqlite(pooled);
+                $body
+            }
+            $crate::db::Conn::Postgres(pooled) => {
+                #[allow(unused_imports)]
+                use diesel_async::RunQueryDsl as _;
+                let $c: &mut diesel_async::AsyncPgConnection = &mut *pooled;
+                $body.await
+            }
         }
     };
 }
-pub(crate) use on_backend;
+pub(crate) use run;
+
+/// Where the store's connections come from.
+#[derive(Clone)]
+enum Pools {
+    Sqlite,
+    Postgres {
+        /// The requests' connections.
+        pool: postgres::PgPool,
+        /// One connection for the start-up and the periodic purge. A connection's driver
+        /// task runs on the thread that opened it; opened outside the HTTP workers and then
+        /// used by them, every statement would wake that thread as well.
+        background: postgres::PgPool,
+    },
+}
+
+/// The store: what the server and the CLI read and write through. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// The synchronous pool: SQLite's connections, and on PostgreSQL only the migrations'.
+    db: Db,
+    pools: Pools,
+}
+
+impl Store {
+    /// Builds the pools and checks that the database answers (see `Db::connect`).
+    pub fn connect(url: &DatabaseUrl, options: &DbOptions) -> Result<Self, Error> {
+        let db = Db::connect(url, options)?;
+        Self::over(db, options.pool_size)
+    }
+
+    /// The store over an already connected synchronous pool.
+    pub fn over(db: Db, pool_size: u32) -> Result<Self, Error> {
+        let pools = match db.url() {
+            DatabaseUrl::Sqlite { .. } => Pools::Sqlite,
+            DatabaseUrl::Postgres { url } => Pools::Postgres {
+                pool: postgres::pool(url, pool_size, POOL_CHECKOUT_TIMEOUT)?,
+                background: postgres::pool(url, 1, POOL_CHECKOUT_TIMEOUT)?,
+            },
+        };
+        Ok(Self { db, pools })
+    }
+
+    /// The same database through the background connection (see `Pools`), for work that runs
+    /// outside the HTTP workers: the start-up and the purge.
+    pub fn background(&self) -> Store {
+        let pools = match &self.pools {
+            Pools::Sqlite => Pools::Sqlite,
+            Pools::Postgres { background, .. } => Pools::Postgres {
+                pool: background.clone(),
+                background: background.clone(),
+            },
+        };
+        Store {
+            db: self.db.clone(),
+            pools,
+        }
+    }
+
+    /// The synchronous pool: migrations, SQLite checkpoints, raw checks in tests.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        self.db.url()
+    }
+
+    /// A connection for a caller that may block its thread (the CLI, tests). Request handlers
+    /// use `run`, which keeps SQLite's blocking off the event loop.
+    pub async fn conn(&self) -> Result<Conn, Error> {
+        match &self.pools {
+            Pools::Sqlite => Ok(Conn::Sqlite(self.db.conn()?)),
+            Pools::Postgres { pool, .. } => Ok(Conn::Postgres(postgres::checkout(pool).await?)),
+        }
+    }
+
+    /// Runs `work` with a connection. On PostgreSQL it runs here, on the event loop, and the
+    /// worker serves other requests while the database answers. On SQLite, whose driver
+    /// blocks, it runs to its end on one blocking thread that holds the connection: one
+    /// hand-off per request, not one per statement.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        match &self.pools {
+            Pools::Postgres { pool, .. } => {
+                let mut conn = Conn::Postgres(postgres::checkout(pool).await?);
+                work(&mut conn).await
+            }
+            Pools::Sqlite => {
+                let db = self.db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = Conn::Sqlite(db.conn()?);
+                    futures_executor::block_on(work(&mut conn))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(E::from(Error::Internal(format!(
+                        "a database task failed: {e}"
+                    ))))
+                })
+            }
+        }
+    }
+
+    /// A quick liveness check for `/healthz`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), Error> {
+        match &self.pools {
+            Pools::Sqlite => {
+                let db = self.db.clone();
+                tokio::task::spawn_blocking(move || db.ping(timeout))
+                    .await
+                    .map_err(|e| Error::Internal(format!("a database task failed: {e}")))?
+            }
+            Pools::Postgres { pool, .. } => {
+                use diesel_async::SimpleAsyncConnection;
+                let check = async {
+                    let mut conn = postgres::checkout(pool).await?;
+                    conn.batch_execute("SELECT 1").await?;
+                    Ok::<_, Error>(())
+                };
+                tokio::time::timeout(timeout, check)
+                    .await
+                    .map_err(|_| Error::Unavailable("the database did not answer in time".into()))?
+            }
+        }
+    }
+}
 
 /// Serialises this process's SQLite write transactions (see `write_transaction`). One lock for
 /// every SQLite database of the process: in production that is one database.
-static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SQLITE_WRITER: WriterLock = WriterLock {
+    busy: std::sync::Mutex::new(false),
+    free: std::sync::Condvar::new(),
+};
 
-/// Runs `f` in a transaction that holds the write lock from its first statement. On SQLite a
-/// plain (deferred) transaction that reads before it writes fails with SQLITE_BUSY, without
-/// waiting, when another writer got in between; `BEGIN IMMEDIATE` makes it wait its turn instead.
-pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+/// A lock whose guard may be held across an `.await` inside a transaction (a `MutexGuard` is
+/// not `Send`): the mutex guards only the flag that says a writer holds the turn.
+struct WriterLock {
+    busy: std::sync::Mutex<bool>,
+    free: std::sync::Condvar,
+}
+
+struct WriterTurn(&'static WriterLock);
+
+impl WriterLock {
+    fn acquire(&'static self) -> WriterTurn {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = self.free.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        *busy = true;
+        WriterTurn(self)
+    }
+}
+
+impl Drop for WriterTurn {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.free.notify_one();
+    }
+}
+
+/// Runs `f` in a transaction (a savepoint inside one) that holds the write lock from its first
+/// statement. On SQLite a plain (deferred) transaction that reads before it writes fails with
+/// SQLITE_BUSY, without waiting, when another writer got in between; `BEGIN IMMEDIATE` makes it
+/// wait its turn instead.
+pub async fn write_transaction<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    F: AsyncFnOnce(&mut Conn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    let depth =
-        <DbConnection as TransactionManager<DbConnection>>::transaction_manager_status_mut(conn)
-            .transaction_depth()?;
-    if depth.is_some() {
-        // Already inside one: the lock is held, a savepoint is all that is needed.
-        return conn.transaction(f);
-    }
+    use diesel_async::TransactionManager as _;
+    type PgManager = diesel_async::AnsiTransactionManager;
     // SQLite has one writer at a time. Its busy handler waits by sleeping and polling, and under
     // sustained load an unlucky writer starved past the busy timeout ("database is locked"). So
     // this process's writers queue on a lock first; busy_timeout still covers other processes.
     let _writer = match conn {
-        DbConnection::Sqlite(c) => {
-            let guard = SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
-            Some(guard)
+        Conn::Sqlite(pooled) => {
+            let c = sqlite(pooled);
+            let depth =
+                AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?;
+            if depth.is_some() {
+                AnsiTransactionManager::begin_transaction(c)?;
+                None
+            } else {
+                let guard = SQLITE_WRITER.acquire();
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+                Some(guard)
+            }
         }
-        DbConnection::Postgres(c) => {
-            AnsiTransactionManager::begin_transaction(c)?;
+        Conn::Postgres(c) => {
+            PgManager::begin_transaction(&mut **c).await?;
             None
         }
     };
-    match f(conn) {
-        Ok(value) => {
-            <DbConnection as TransactionManager<DbConnection>>::commit_transaction(conn)?;
-            Ok(value)
+    let result = f(conn).await;
+    let end = match (conn, result.is_ok()) {
+        (Conn::Sqlite(pooled), true) => AnsiTransactionManager::commit_transaction(sqlite(pooled)),
+        (Conn::Sqlite(pooled), false) => {
+            AnsiTransactionManager::rollback_transaction(sqlite(pooled))
         }
-        Err(e) => {
-            if let Err(rollback) =
-                <DbConnection as TransactionManager<DbConnection>>::rollback_transaction(conn)
-            {
-                tracing::error!(error = %rollback, "rollback failed");
-            }
+        (Conn::Postgres(c), true) => PgManager::commit_transaction(&mut **c).await,
+        (Conn::Postgres(c), false) => PgManager::rollback_transaction(&mut **c).await,
+    };
+    match (result, end) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(commit)) => Err(commit.into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(rollback)) => {
+            tracing::error!(error = %rollback, "rollback failed");
             Err(e)
         }
     }
@@ -472,12 +702,15 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 }
 
 /// True when there are no tenants, users or clients yet.
-pub fn is_empty(conn: &mut DbConnection) -> Result<bool, Error> {
+pub async fn is_empty(conn: &mut Conn) -> Result<bool, Error> {
     use diesel::dsl::{exists, select};
-    use diesel::QueryDsl;
+    use dsl::QueryDsl;
     use schema::{clients, tenants, users};
-    let any = select(exists(tenants::table.select(tenants::id))).get_result::<bool>(conn)?
-        || select(exists(users::table.select(users::id))).get_result::<bool>(conn)?
-        || select(exists(clients::table.select(clients::id))).get_result::<bool>(conn)?;
+    let tenant = select(exists(tenants::table.select(tenants::id)));
+    let user = select(exists(users::table.select(users::id)));
+    let client = select(exists(clients::table.select(clients::id)));
+    let any = run!(&mut *conn, |c| tenant.get_result::<bool>(c))?
+        || run!(&mut *conn, |c| user.get_result::<bool>(c))?
+        || run!(&mut *conn, |c| client.get_result::<bool>(c))?;
     Ok(!any)
 }

@@ -1,7 +1,7 @@
 //! `keyframe serve --demo`: something to try at once on an empty database.
 
 use crate::clients::{self, NewClient};
-use crate::db::{self, write_transaction, DbConnection};
+use crate::db::{self, write_transaction, Conn};
 use crate::error::Error;
 use crate::secrets::PlainSecret;
 use crate::users::Role;
@@ -20,12 +20,12 @@ pub struct DemoSetup {
 
 /// Creates tenant `demo`, user `demo` (random password, owner) and a confidential client allowed
 /// the password and refresh grants, in one transaction. `None` when the database is not empty.
-pub fn bootstrap(conn: &mut DbConnection, now: i64) -> Result<Option<DemoSetup>, Error> {
-    write_transaction(conn, |conn| {
-        if !db::is_empty(conn)? {
+pub async fn bootstrap(conn: &mut Conn, now: i64) -> Result<Option<DemoSetup>, Error> {
+    write_transaction(conn, async |conn| {
+        if !db::is_empty(conn).await? {
             return Ok(None);
         }
-        let tenant = tenants::create(conn, TENANT, "Demo VideoManager", now)?;
+        let tenant = tenants::create(conn, TENANT, "Demo VideoManager", now).await?;
         let password = PlainSecret::generate("demo-");
         users::create(
             conn,
@@ -33,7 +33,8 @@ pub fn bootstrap(conn: &mut DbConnection, now: i64) -> Result<Option<DemoSetup>,
             password.expose(),
             &[(tenant.id, Role::Owner)],
             now,
-        )?;
+        )
+        .await?;
         let (client, secret) = clients::create(
             conn,
             NewClient {
@@ -42,7 +43,8 @@ pub fn bootstrap(conn: &mut DbConnection, now: i64) -> Result<Option<DemoSetup>,
                 ..NewClient::default()
             },
             now,
-        )?;
+        )
+        .await?;
         let client_secret =
             secret.ok_or_else(|| Error::Internal("a confidential client has a secret".into()))?;
         Ok(Some(DemoSetup {
@@ -51,4 +53,5 @@ pub fn bootstrap(conn: &mut DbConnection, now: i64) -> Result<Option<DemoSetup>,
             client_secret,
         }))
     })
+    .await
 }

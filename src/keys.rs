@@ -14,7 +14,7 @@ use jsonwebtoken::DecodingKey;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::db::{self, write_transaction, DbConnection};
+use crate::db::{self, write_transaction, Conn};
 use crate::error::Error;
 use crate::secrets;
 
@@ -80,27 +80,29 @@ fn generate(now: i64) -> Result<StoredKey, Error> {
 }
 
 /// Creates the first key when there is none (at start; safe when instances start together).
-pub fn ensure_current(conn: &mut DbConnection, now: i64) -> Result<(), Error> {
-    if db::keys::current(conn)?.is_some() {
+pub async fn ensure_current(conn: &mut Conn, now: i64) -> Result<(), Error> {
+    if db::keys::current(conn).await?.is_some() {
         return Ok(());
     }
     let key = generate(now)?;
-    write_transaction(conn, |conn| {
-        if db::keys::current(conn)?.is_none() {
-            db::keys::insert(conn, &key)?;
+    write_transaction(conn, async |conn| {
+        if db::keys::current(conn).await?.is_none() {
+            db::keys::insert(conn, &key).await?;
         }
         Ok(())
     })
+    .await
 }
 
 /// Adds a new current key; the previous ones are retired but stay published until the tokens
 /// they signed have expired.
-pub fn rotate(conn: &mut DbConnection, now: i64) -> Result<KeyInfo, Error> {
+pub async fn rotate(conn: &mut Conn, now: i64) -> Result<KeyInfo, Error> {
     let key = generate(now)?;
-    write_transaction(conn, |conn| {
-        db::keys::retire_all(conn, now)?;
-        db::keys::insert(conn, &key)
-    })?;
+    write_transaction(conn, async |conn| {
+        db::keys::retire_all(conn, now).await?;
+        db::keys::insert(conn, &key).await
+    })
+    .await?;
     Ok(KeyInfo {
         kid: key.kid,
         algorithm: ALGORITHM,
@@ -110,8 +112,8 @@ pub fn rotate(conn: &mut DbConnection, now: i64) -> Result<KeyInfo, Error> {
     })
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<KeyInfo>, Error> {
-    let keys = db::keys::all(conn)?;
+pub async fn list(conn: &mut Conn) -> Result<Vec<KeyInfo>, Error> {
+    let keys = db::keys::all(conn).await?;
     let current = keys
         .iter()
         .filter(|k| k.retired_at.is_none())
@@ -177,14 +179,10 @@ impl Loaded {
 }
 
 impl KeyRing {
-    pub fn load(
-        conn: &mut DbConnection,
-        now: i64,
-        publish_retired_for: i64,
-    ) -> Result<Self, Error> {
-        ensure_current(conn, now)?;
+    pub async fn load(conn: &mut Conn, now: i64, publish_retired_for: i64) -> Result<Self, Error> {
+        ensure_current(conn, now).await?;
         let publish_retired_for = publish_retired_for + SIGNING_KEY_RECHECK_SECS;
-        let loaded = read(conn, now, publish_retired_for)?;
+        let loaded = read(conn, now, publish_retired_for).await?;
         Ok(Self {
             loaded: RwLock::new(Arc::new(loaded)),
             publish_retired_for,
@@ -198,8 +196,8 @@ impl KeyRing {
         }
     }
 
-    pub fn reload(&self, conn: &mut DbConnection, now: i64) -> Result<Arc<Loaded>, Error> {
-        let fresh = Arc::new(read(conn, now, self.publish_retired_for)?);
+    pub async fn reload(&self, conn: &mut Conn, now: i64) -> Result<Arc<Loaded>, Error> {
+        let fresh = Arc::new(read(conn, now, self.publish_retired_for).await?);
         match self.loaded.write() {
             Ok(mut guard) => *guard = fresh.clone(),
             Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
@@ -209,18 +207,18 @@ impl KeyRing {
 
     /// The keys to sign with now: reloaded at most a second after another process rotated the
     /// current key.
-    pub fn for_signing(&self, conn: &mut DbConnection, now: i64) -> Result<Arc<Loaded>, Error> {
+    pub async fn for_signing(&self, conn: &mut Conn, now: i64) -> Result<Arc<Loaded>, Error> {
         let loaded = self.get();
         if loaded.at.elapsed() < SIGNING_KEY_RECHECK {
             return Ok(loaded);
         }
-        self.reload(conn, now)
+        self.reload(conn, now).await
     }
 
     /// The keys to verify `kid` with, reloaded (rarely) when the `kid` is not known yet.
-    pub fn for_verifying(
+    pub async fn for_verifying(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         kid: &str,
         now: i64,
     ) -> Result<Arc<Loaded>, Error> {
@@ -228,21 +226,21 @@ impl KeyRing {
         if loaded.verifying.contains_key(kid) || loaded.at.elapsed() < UNKNOWN_KID_RELOAD {
             return Ok(loaded);
         }
-        self.reload(conn, now)
+        self.reload(conn, now).await
     }
 
     /// The JWKS, at most a few seconds old.
-    pub fn for_jwks(&self, conn: &mut DbConnection, now: i64) -> Result<Arc<Loaded>, Error> {
+    pub async fn for_jwks(&self, conn: &mut Conn, now: i64) -> Result<Arc<Loaded>, Error> {
         let loaded = self.get();
         if loaded.is_fresh() {
             return Ok(loaded);
         }
-        self.reload(conn, now)
+        self.reload(conn, now).await
     }
 }
 
-fn read(conn: &mut DbConnection, now: i64, publish_retired_for: i64) -> Result<Loaded, Error> {
-    let keys = db::keys::published(conn, now - publish_retired_for)?;
+async fn read(conn: &mut Conn, now: i64, publish_retired_for: i64) -> Result<Loaded, Error> {
+    let keys = db::keys::published(conn, now - publish_retired_for).await?;
     let current = keys
         .iter()
         .filter(|k| k.retired_at.is_none())

@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::clients::KnownClients;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{DatabaseUrl, Db, DbOptions};
+use crate::db::{DatabaseUrl, Db, DbOptions, Store};
 use crate::error::Error;
 use crate::http::endpoint::Endpoint;
 use crate::http::{self, health, limits};
@@ -28,7 +28,7 @@ use crate::web as pages;
 
 /// What every handler may use. Built once at start.
 pub struct AppState {
-    pub db: Db,
+    pub store: Store,
     pub tokens: TokenService,
     pub clients: KnownClients,
     pub max_body_bytes: usize,
@@ -50,16 +50,14 @@ impl AppState {
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Connects to the database and brings its schema up to date (blocking).
-pub fn prepare_database(config: &Config) -> Result<Db, Error> {
-    let db = Db::connect(
-        &config.database_url,
-        &DbOptions {
-            pool_size: config.db_pool_size,
-            sqlite_max_log_bytes: config.sqlite_max_log_bytes,
-        },
-    )?;
+pub fn prepare_database(config: &Config) -> Result<Store, Error> {
+    let options = DbOptions {
+        pool_size: config.db_pool_size,
+        sqlite_max_log_bytes: config.sqlite_max_log_bytes,
+    };
+    let db = Db::connect(&config.database_url, &options)?;
     db.migrate()?;
-    Ok(db)
+    Store::over(db, options.pool_size)
 }
 
 pub struct Application {
@@ -70,12 +68,16 @@ pub struct Application {
 
 impl Application {
     /// Binds the listening socket and builds the server; call inside an actix or tokio runtime.
-    pub fn build(config: &Config, db: Db) -> Result<Self, Error> {
-        Self::build_with_clock(config, db, Clock::system())
+    pub async fn build(config: &Config, store: Store) -> Result<Self, Error> {
+        Self::build_with_clock(config, store, Clock::system()).await
     }
 
     /// `build` with the clock the server reads (tests move a manual one).
-    pub fn build_with_clock(config: &Config, db: Db, clock: Clock) -> Result<Self, Error> {
+    pub async fn build_with_clock(
+        config: &Config,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Self, Error> {
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.listen)))?;
         let local = listener
@@ -87,21 +89,22 @@ impl Application {
             None if config.listen.ends_with(":0") => format!("http://{local}"),
             None => format!("http://{}", config.listen),
         };
-        let mut conn = db.conn()?;
+        let mut conn = store.background().conn().await?;
         let tokens = TokenService::new(
             &mut conn,
             issuer.clone(),
             config.tokens.clone(),
             clock.now(),
-        )?;
+        )
+        .await?;
         let clients = KnownClients::default();
         if config.vms_api {
-            vms::builtin_client(&clients, &mut conn, clock.now())?;
+            vms::builtin_client(&clients, &mut conn, clock.now()).await?;
         }
         drop(conn);
         let vms_api = config.vms_api;
         let state = web::Data::new(AppState {
-            db,
+            store,
             tokens,
             clients,
             max_body_bytes: config.max_body_bytes,
@@ -110,7 +113,7 @@ impl Application {
             clock,
         });
         spawn_purge(state.clone().into_inner());
-        spawn_checkpoints(state.db.clone());
+        spawn_checkpoints(state.store.db().clone());
         spawn_password_memory_release();
         let limit = config.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -238,16 +241,17 @@ fn spawn_purge(state: Arc<AppState>) {
         let mut interval = tokio::time::interval(PURGE_INTERVAL);
         loop {
             interval.tick().await;
-            let state = state.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let mut conn = state.db.conn()?;
-                tokens::purge(&mut conn, &state.tokens.settings, state.clock.now())
-            })
-            .await;
+            let worker = state.clone();
+            let result = state
+                .store
+                .background()
+                .run(async move |conn| {
+                    tokens::purge(conn, &worker.tokens.settings, worker.clock.now()).await
+                })
+                .await;
             match result {
-                Ok(Ok(purged)) => tracing::info!(?purged, "purged expired and revoked rows"),
-                Ok(Err(error)) => tracing::warn!(%error, "purge failed"),
-                Err(error) => tracing::warn!(%error, "purge task failed"),
+                Ok(purged) => tracing::info!(?purged, "purged expired and revoked rows"),
+                Err(error) => tracing::warn!(%error, "purge failed"),
             }
         }
     });

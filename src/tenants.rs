@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 
 /// A tenant id, validated once at the edge: a short slug `[a-z0-9][a-z0-9-]{0,62}`.
@@ -79,22 +79,24 @@ pub fn validate_display_name(what: &str, name: &str) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-pub fn create(conn: &mut DbConnection, id: &str, name: &str, now: i64) -> Result<Tenant, Error> {
+pub async fn create(conn: &mut Conn, id: &str, name: &str, now: i64) -> Result<Tenant, Error> {
     let tenant = Tenant {
         id: TenantId::parse(id)?,
         name: validate_display_name("tenant", name)?,
         created_at: now,
     };
-    db::tenants::insert(conn, &tenant)?;
+    db::tenants::insert(conn, &tenant).await?;
     Ok(tenant)
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<Tenant>, Error> {
-    db::tenants::list(conn)
+pub async fn list(conn: &mut Conn) -> Result<Vec<Tenant>, Error> {
+    db::tenants::list(conn).await
 }
 
-pub fn get(conn: &mut DbConnection, id: &TenantId) -> Result<Tenant, Error> {
-    db::tenants::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("unknown tenant {id}")))
+pub async fn get(conn: &mut Conn, id: &TenantId) -> Result<Tenant, Error> {
+    db::tenants::find(conn, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("unknown tenant {id}")))
 }
 
 #[cfg(test)]

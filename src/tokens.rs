@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::clients::{Client, GrantType};
 use crate::config::TokenSettings;
 use crate::db::tokens::{Family, Purged, RefreshToken};
-use crate::db::{self, write_transaction, DbConnection};
+use crate::db::{self, write_transaction, Conn};
 use crate::error::Error;
 use crate::keys::KeyRing;
 use crate::secrets::{self, PlainSecret};
@@ -109,13 +109,13 @@ impl GrantRequest {
 
 impl TokenService {
     /// Loads (creating on first start) the signing keys.
-    pub fn new(
-        conn: &mut DbConnection,
+    pub async fn new(
+        conn: &mut Conn,
         issuer: String,
         settings: TokenSettings,
         now: i64,
     ) -> Result<Self, Error> {
-        let keys = KeyRing::load(conn, now, settings.access_token_ttl)?;
+        let keys = KeyRing::load(conn, now, settings.access_token_ttl).await?;
         let audience = settings.audience.clone().unwrap_or_else(|| issuer.clone());
         Ok(Self {
             issuer,
@@ -126,9 +126,9 @@ impl TokenService {
         })
     }
 
-    pub fn grant(
+    pub async fn grant(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         request: GrantRequest,
         now: i64,
@@ -146,40 +146,49 @@ impl TokenService {
                 scope,
                 tenant,
                 source,
-            } => self.password_grant(
-                conn,
-                client,
-                &username,
-                &password,
-                &source,
-                scope.as_deref(),
-                tenant.as_deref(),
-                now,
-            ),
+            } => {
+                self.password_grant(
+                    conn,
+                    client,
+                    &username,
+                    &password,
+                    &source,
+                    scope.as_deref(),
+                    tenant.as_deref(),
+                    now,
+                )
+                .await
+            }
             GrantRequest::Refresh {
                 refresh_token,
                 scope,
                 tenant,
-            } => self.refresh_grant(
-                conn,
-                client,
-                &refresh_token,
-                scope.as_deref(),
-                tenant.as_deref(),
-                now,
-            ),
+            } => {
+                self.refresh_grant(
+                    conn,
+                    client,
+                    &refresh_token,
+                    scope.as_deref(),
+                    tenant.as_deref(),
+                    now,
+                )
+                .await
+            }
             GrantRequest::AuthorizationCode {
                 code,
                 redirect_uri,
                 code_verifier,
-            } => self.code_grant(
-                conn,
-                client,
-                &code,
-                redirect_uri.as_deref(),
-                code_verifier.as_deref(),
-                now,
-            ),
+            } => {
+                self.code_grant(
+                    conn,
+                    client,
+                    &code,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_deref(),
+                    now,
+                )
+                .await
+            }
             GrantRequest::TokenExchange {
                 subject_token,
                 subject_token_type,
@@ -213,6 +222,7 @@ impl TokenService {
                     scope.as_deref(),
                     now,
                 )
+                .await
             }
         }
     }
@@ -260,9 +270,9 @@ impl TokenService {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn respond(
+    async fn respond(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         user: &User,
         family_id: &str,
@@ -284,7 +294,7 @@ impl TokenService {
             tenant: tenant.as_str().to_owned(),
             sid: family_id.to_owned(),
         };
-        let keys = self.keys.for_signing(conn, now)?;
+        let keys = self.keys.for_signing(conn, now).await?;
         let access_token = access::encode(&keys.signing, &claims)?;
         Ok(TokenResponse {
             access_token,
@@ -307,19 +317,19 @@ impl TokenService {
 
     /// RFC 7662. Access tokens: any confidential client may ask. Refresh tokens: only their
     /// own client. Everything that is not active is exactly `{"active": false}`.
-    pub fn introspect(
+    pub async fn introspect(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         token: &str,
         now: i64,
     ) -> Result<Value, OAuthError> {
         let answer = if token.starts_with(REFRESH_TOKEN_PREFIX) {
-            self.introspect_refresh(conn, client, token, now)?
+            self.introspect_refresh(conn, client, token, now).await?
         } else if api::well_formed(token).is_some() {
-            self.introspect_api_token(conn, token, now)?
+            self.introspect_api_token(conn, token, now).await?
         } else {
-            self.introspect_access(conn, token, now)?
+            self.introspect_access(conn, token, now).await?
         };
         Ok(answer.unwrap_or_else(|| json!({ "active": false })))
     }
@@ -329,9 +339,9 @@ impl TokenService {
     /// §2.2, still get 200: the client cannot do anything useful with an error). API tokens
     /// are `unsupported_token_type` (§2.2.1): they are revoked through their own API and page,
     /// and a silent 200 would let the caller believe it had revoked one.
-    pub fn revoke(
+    pub async fn revoke(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         token: &str,
         now: i64,
@@ -343,9 +353,9 @@ impl TokenService {
             ));
         }
         if token.starts_with(REFRESH_TOKEN_PREFIX) {
-            self.revoke_refresh(conn, client, token, now)?;
+            self.revoke_refresh(conn, client, token, now).await?;
         } else {
-            self.revoke_access(conn, client, token, now)?;
+            self.revoke_access(conn, client, token, now).await?;
         }
         Ok(())
     }
@@ -366,15 +376,17 @@ fn choose_tenant(user: &User, requested: Option<TenantId>) -> Result<TenantId, O
 }
 
 /// Deletes expired and revoked rows; never anything still valid.
-pub fn purge(conn: &mut DbConnection, settings: &TokenSettings, now: i64) -> Result<Purged, Error> {
-    write_transaction(conn, |conn| {
+pub async fn purge(conn: &mut Conn, settings: &TokenSettings, now: i64) -> Result<Purged, Error> {
+    write_transaction(conn, async |conn| {
         db::tokens::purge(
             conn,
             now,
             settings.access_token_ttl,
             settings.lockout_window,
         )
+        .await
     })
+    .await
 }
 
 /// Time-dependent rules, driven by `now` on a real SQLite file: no sleeping.
@@ -400,9 +412,12 @@ mod tests {
         let f = fixture(TokenSettings::default());
         let first = f.password("pw", T0).expect("grant");
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let mut conn = f.db.conn().expect("conn");
+        let mut conn = f.conn();
         let sink = seen.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        let crate::db::Conn::Sqlite(pooled) = &mut conn else {
+            unreachable!("the fixture is SQLite");
+        };
+        crate::db::sqlite(pooled).set_instrumentation(move |event: InstrumentationEvent<'_>| {
             if let InstrumentationEvent::StartQuery { query, .. } = event {
                 sink.lock().expect("lock").push(query.to_string());
             }
@@ -412,23 +427,20 @@ mod tests {
             scope: None,
             tenant: None,
         };
-        let next = f
-            .service
-            .grant(&mut conn, &f.client, request, T0 + 1)
-            .expect("refresh");
+        let next =
+            block_on(f.service.grant(&mut conn, &f.client, request, T0 + 1)).expect("refresh");
         for token in [next.access_token.clone(), refresh_token(&next)] {
-            let answer = f
-                .service
-                .introspect(&mut conn, &f.client, &token, T0 + 2)
+            let answer = block_on(f.service.introspect(&mut conn, &f.client, &token, T0 + 2))
                 .expect("introspect");
             assert_eq!(answer["active"], true);
         }
-        conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
-
-        let statements = seen.lock().expect("lock").clone();
-        let crate::db::DbConnection::Sqlite(sqlite) = &mut *conn else {
+        let crate::db::Conn::Sqlite(pooled) = &mut conn else {
             unreachable!("the fixture is SQLite");
         };
+        let sqlite = crate::db::sqlite(pooled);
+        sqlite.set_instrumentation(|_: InstrumentationEvent<'_>| {});
+
+        let statements = seen.lock().expect("lock").clone();
         let mut planned = 0;
         for statement in &statements {
             let sql = statement.split(" -- binds:").next().unwrap_or_default();
@@ -473,8 +485,8 @@ mod tests {
         );
         let _ = f.password("wrong", T0);
 
-        let mut conn = f.db.conn().expect("conn");
-        let purged = purge(&mut conn, &settings, T0 + 10).expect("purge");
+        let mut conn = f.conn();
+        let purged = block_on(purge(&mut conn, &settings, T0 + 10)).expect("purge");
         assert_eq!(purged.token_families, 1, "{purged:?}");
         assert_eq!(purged.refresh_tokens, 2, "{purged:?}");
         assert_eq!(purged.login_failures, 0, "{purged:?}");
@@ -486,8 +498,8 @@ mod tests {
 
         // The first token of the live chain was used at T0+10 and idles out at T0+500; the
         // current one idles out at T0+510.
-        let mut conn = f.db.conn().expect("conn");
-        let later = purge(&mut conn, &settings, T0 + 505).expect("purge");
+        let mut conn = f.conn();
+        let later = block_on(purge(&mut conn, &settings, T0 + 505)).expect("purge");
         assert_eq!(
             later.refresh_tokens, 1,
             "only the used token past its idle expiry: {later:?}"
@@ -501,8 +513,8 @@ mod tests {
             .refresh(&refresh_token(&rotated), T0 + 505)
             .expect("the current token survives");
 
-        let mut conn = f.db.conn().expect("conn");
-        let last = purge(&mut conn, &settings, T0 + 900).expect("purge");
+        let mut conn = f.conn();
+        let last = block_on(purge(&mut conn, &settings, T0 + 900)).expect("purge");
         assert_eq!(last.login_failures, 1, "{last:?}");
         drop(conn);
         assert!(f.active(&current.access_token, T0 + 900));

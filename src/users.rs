@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::config::TokenSettings;
-use crate::db::{self, write_transaction, DbConnection};
+use crate::db::{self, write_transaction, Conn};
 use crate::error::Error;
 use crate::passwords;
 use crate::secrets;
@@ -153,8 +153,8 @@ impl User {
     }
 }
 
-pub fn create(
-    conn: &mut DbConnection,
+pub async fn create(
+    conn: &mut Conn,
     username: &str,
     password: &str,
     tenants: &[(TenantId, Role)],
@@ -167,60 +167,75 @@ pub fn create(
         }
     }
     // Hash outside the transaction: it takes tens of milliseconds and holds no lock.
-    let password_hash = passwords::hash(password)?;
+    let password_hash = hash_off_loop(conn, password).await?;
     let id = uuid::Uuid::new_v4().to_string();
-    write_transaction(conn, |conn| {
+    write_transaction(conn, async |conn| {
         for (tenant, _) in tenants {
-            crate::tenants::get(conn, tenant)?;
+            crate::tenants::get(conn, tenant).await?;
         }
         let default = tenants.first().map(|(t, _)| t);
-        db::users::insert(conn, &id, &username, &password_hash, default, now)?;
+        db::users::insert(conn, &id, &username, &password_hash, default, now).await?;
         for (tenant, role) in tenants {
-            db::users::insert_membership(conn, &id, tenant, *role, now)?;
+            db::users::insert_membership(conn, &id, tenant, *role, now).await?;
         }
-        find_in(conn, &username)
+        find_in(conn, &username).await
     })
+    .await
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, Error> {
-    db::users::list(conn)
+async fn hash_off_loop(conn: &mut Conn, password: &str) -> Result<String, Error> {
+    let password = password.to_owned();
+    conn.off_loop(move || passwords::hash(&password)).await?
 }
 
-pub fn find(conn: &mut DbConnection, username: &str) -> Result<User, Error> {
-    find_in(conn, &Username::parse(username)?)
+pub async fn list(conn: &mut Conn) -> Result<Vec<User>, Error> {
+    db::users::list(conn).await
 }
 
-fn find_in(conn: &mut DbConnection, username: &Username) -> Result<User, Error> {
-    db::users::find(conn, username)?
+pub async fn find(conn: &mut Conn, username: &str) -> Result<User, Error> {
+    find_in(conn, &Username::parse(username)?).await
+}
+
+async fn find_in(conn: &mut Conn, username: &Username) -> Result<User, Error> {
+    db::users::find(conn, username)
+        .await?
         .ok_or_else(|| Error::NotFound(format!("unknown user {username}")))
 }
 
 /// The user with this username and password, if both match and the user is not disabled.
 /// Unknown users cost the same time as known ones (a dummy verification).
-pub fn check_password(
-    conn: &mut DbConnection,
+pub async fn check_password(
+    conn: &mut Conn,
     username: &str,
     password: &str,
 ) -> Result<Option<User>, Error> {
-    let Ok(username) = Username::parse(username) else {
-        passwords::verify_dummy(password);
-        return Ok(None);
+    let username = Username::parse(username).ok();
+    let hash = match &username {
+        Some(username) => db::users::password_hash(conn, username).await?,
+        None => None,
     };
-    match db::users::password_hash(conn, &username)? {
-        Some(hash) => {
-            let matches = passwords::verify(password, &hash);
-            let user = find_in(conn, &username)?;
-            Ok((matches && !user.disabled).then_some(user))
+    // argon2 takes tens of milliseconds of CPU: never on an event loop.
+    let password = password.to_owned();
+    let matches = conn
+        .off_loop(move || match hash {
+            Some(hash) => passwords::verify(&password, &hash),
+            None => {
+                passwords::verify_dummy(&password);
+                false
+            }
+        })
+        .await?;
+    match username {
+        Some(username) if matches => {
+            let user = find_in(conn, &username).await?;
+            Ok((!user.disabled).then_some(user))
         }
-        None => {
-            passwords::verify_dummy(password);
-            Ok(None)
-        }
+        _ => Ok(None),
     }
 }
 
-pub fn add_tenant(
-    conn: &mut DbConnection,
+pub async fn add_tenant(
+    conn: &mut Conn,
     username: &str,
     tenant: &str,
     role: Role,
@@ -228,75 +243,79 @@ pub fn add_tenant(
 ) -> Result<User, Error> {
     let username = Username::parse(username)?;
     let tenant = TenantId::parse(tenant)?;
-    write_transaction(conn, |conn| {
-        let user = find_in(conn, &username)?;
-        crate::tenants::get(conn, &tenant)?;
+    write_transaction(conn, async |conn| {
+        let user = find_in(conn, &username).await?;
+        crate::tenants::get(conn, &tenant).await?;
         if let Some(existing) = user.membership(&tenant) {
             return Err(Error::Conflict(format!(
                 "user {username} is already a member of tenant {tenant} (role {})",
                 existing.role
             )));
         }
-        db::users::insert_membership(conn, &user.id, &tenant, role, now)?;
+        db::users::insert_membership(conn, &user.id, &tenant, role, now).await?;
         if user.default_tenant.is_none() {
-            db::users::set_default_tenant(conn, &user.id, Some(&tenant), now)?;
+            db::users::set_default_tenant(conn, &user.id, Some(&tenant), now).await?;
         }
-        find_in(conn, &username)
+        find_in(conn, &username).await
     })
+    .await
 }
 
 /// Leaving the default tenant makes the oldest remaining membership the default.
-pub fn remove_tenant(
-    conn: &mut DbConnection,
+pub async fn remove_tenant(
+    conn: &mut Conn,
     username: &str,
     tenant: &str,
     now: i64,
 ) -> Result<User, Error> {
     let username = Username::parse(username)?;
     let tenant = TenantId::parse(tenant)?;
-    write_transaction(conn, |conn| {
-        let user = find_in(conn, &username)?;
+    write_transaction(conn, async |conn| {
+        let user = find_in(conn, &username).await?;
         if user.membership(&tenant).is_none() {
             return Err(Error::NotFound(format!(
                 "user {username} is not a member of tenant {tenant}"
             )));
         }
-        db::users::delete_membership(conn, &user.id, &tenant)?;
+        db::users::delete_membership(conn, &user.id, &tenant).await?;
         if user.default_tenant.as_ref() == Some(&tenant) {
-            let next = db::users::oldest_membership(conn, &user.id)?;
-            db::users::set_default_tenant(conn, &user.id, next.as_ref(), now)?;
+            let next = db::users::oldest_membership(conn, &user.id).await?;
+            db::users::set_default_tenant(conn, &user.id, next.as_ref(), now).await?;
         }
-        find_in(conn, &username)
+        find_in(conn, &username).await
     })
+    .await
 }
 
-pub fn set_disabled(
-    conn: &mut DbConnection,
+pub async fn set_disabled(
+    conn: &mut Conn,
     username: &str,
     disabled: bool,
     now: i64,
 ) -> Result<User, Error> {
     let username = Username::parse(username)?;
-    write_transaction(conn, |conn| {
-        let user = find_in(conn, &username)?;
-        db::users::set_disabled(conn, &user.id, disabled, now)?;
-        find_in(conn, &username)
+    write_transaction(conn, async |conn| {
+        let user = find_in(conn, &username).await?;
+        db::users::set_disabled(conn, &user.id, disabled, now).await?;
+        find_in(conn, &username).await
     })
+    .await
 }
 
-pub fn set_password(
-    conn: &mut DbConnection,
+pub async fn set_password(
+    conn: &mut Conn,
     username: &str,
     password: &str,
     now: i64,
 ) -> Result<User, Error> {
     let username = Username::parse(username)?;
-    let password_hash = passwords::hash(password)?;
-    write_transaction(conn, |conn| {
-        let user = find_in(conn, &username)?;
-        db::users::set_password_hash(conn, &user.id, &password_hash, now)?;
-        find_in(conn, &username)
+    let password_hash = hash_off_loop(conn, password).await?;
+    write_transaction(conn, async |conn| {
+        let user = find_in(conn, &username).await?;
+        db::users::set_password_hash(conn, &user.id, &password_hash, now).await?;
+        find_in(conn, &username).await
     })
+    .await
 }
 
 /// Why a sign-in was refused. Both refusals look the same whether or not the user exists.
@@ -314,8 +333,8 @@ pub enum SignInError {
 /// Checks a username and password, with the lockout: the password grant and the login pages
 /// give the same answers, in about the same time for unknown users. `source` is the address
 /// the attempt came from (see `proxy`).
-pub fn sign_in(
-    conn: &mut DbConnection,
+pub async fn sign_in(
+    conn: &mut Conn,
     lockout: &TokenSettings,
     username: &str,
     password: &str,
@@ -327,18 +346,19 @@ pub fn sign_in(
     let key = Username::parse(username)
         .map(|u| u.as_str().to_owned())
         .unwrap_or_else(|_| username.to_lowercase());
-    let failures = db::login_failures::recent_failures(conn, &key, now - lockout.lockout_window)?;
+    let failures =
+        db::login_failures::recent_failures(conn, &key, now - lockout.lockout_window).await?;
     if let Some(retry_after) = locked_for(&failures, source, lockout, now) {
         return Err(SignInError::Locked { retry_after });
     }
-    let Some(user) = check_password(conn, username, password)? else {
-        db::login_failures::record_failure(conn, &secrets::random_id(), &key, source, now)?;
+    let Some(user) = check_password(conn, username, password).await? else {
+        db::login_failures::record_failure(conn, &secrets::random_id(), &key, source, now).await?;
         return Err(SignInError::Invalid);
     };
     // A success clears its source's count (most sign-ins have nothing to clear, so skip
     // the write); the other sources' failures still count towards the ceiling.
     if failures.iter().any(|(s, _)| s == source) {
-        db::login_failures::clear_failures(conn, &key, source)?;
+        db::login_failures::clear_failures(conn, &key, source).await?;
     }
     Ok(user)
 }

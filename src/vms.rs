@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clients::{Client, GrantType, KnownClients};
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error;
 use crate::http::endpoint::Endpoint;
 use crate::http::read_json;
@@ -25,18 +25,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(Endpoint::new("/v1/vms").get(list));
 }
 
-pub fn builtin_client(
+pub async fn builtin_client(
     known: &KnownClients,
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     now: i64,
 ) -> Result<Client, error::Error> {
-    known.builtin(
-        conn,
-        CLIENT_ID,
-        CLIENT_NAME,
-        &[GrantType::Password, GrantType::RefreshToken],
-        now,
-    )
+    known
+        .builtin(
+            conn,
+            CLIENT_ID,
+            CLIENT_NAME,
+            &[GrantType::Password, GrantType::RefreshToken],
+            now,
+        )
+        .await
 }
 
 #[derive(Deserialize)]
@@ -171,12 +173,6 @@ impl From<error::Error> for VmsError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for VmsError {
-    fn from(error: actix_web::error::BlockingError) -> Self {
-        OAuthError::from(error).into()
-    }
-}
-
 /// A JSON body of type `T`, or the VideoManager API's error for it.
 async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
@@ -203,23 +199,26 @@ async fn login(
     let body: LoginBody = json_body(&req, payload, state.max_body_bytes).await?;
     let source = state.proxies.source(&req);
     let _turn = crate::passwords::turn().await;
-    let pair = web::block(move || {
-        let mut conn = state.db.conn()?;
-        let client = builtin_client(&state.clients, &mut conn, state.clock.now())?;
-        let request = GrantRequest::Password {
-            username: body.username,
-            password: body.password,
-            scope: None,
-            tenant: None,
-            source,
-        };
-        Ok::<_, VmsError>(
-            state
-                .tokens
-                .grant(&mut conn, &client, request, state.clock.now())?,
-        )
-    })
-    .await??;
+    let pair = state
+        .store
+        .clone()
+        .run(async move |conn| {
+            let client = builtin_client(&state.clients, conn, state.clock.now()).await?;
+            let request = GrantRequest::Password {
+                username: body.username,
+                password: body.password,
+                scope: None,
+                tenant: None,
+                source,
+            };
+            Ok::<_, VmsError>(
+                state
+                    .tokens
+                    .grant(conn, &client, request, state.clock.now())
+                    .await?,
+            )
+        })
+        .await?;
     Ok(respond(pair))
 }
 
@@ -233,26 +232,29 @@ async fn refresh(
 ) -> Result<HttpResponse, VmsError> {
     let body: RefreshBody = json_body(&req, payload, state.max_body_bytes).await?;
     let video_manager = path.into_inner();
-    let pair = web::block(move || {
-        let mut conn = state.db.conn()?;
-        let client = builtin_client(&state.clients, &mut conn, state.clock.now())?;
-        let request = GrantRequest::Refresh {
-            refresh_token: body.refresh_token,
-            scope: None,
-            tenant: Some(video_manager),
-        };
-        state
-            .tokens
-            .grant(&mut conn, &client, request, state.clock.now())
-            .map_err(|e| match e {
-                // A path that is not even a tenant id names no VideoManager the user belongs to.
-                OAuthError::InvalidRequest(m) => {
-                    VmsError::new(StatusCode::FORBIDDEN, "forbidden", m)
-                }
-                other => other.into(),
-            })
-    })
-    .await??;
+    let pair = state
+        .store
+        .clone()
+        .run(async move |conn| {
+            let client = builtin_client(&state.clients, conn, state.clock.now()).await?;
+            let request = GrantRequest::Refresh {
+                refresh_token: body.refresh_token,
+                scope: None,
+                tenant: Some(video_manager),
+            };
+            state
+                .tokens
+                .grant(conn, &client, request, state.clock.now())
+                .await
+                .map_err(|e| match e {
+                    // A path that is not even a tenant id names no VideoManager the user belongs to.
+                    OAuthError::InvalidRequest(m) => {
+                        VmsError::new(StatusCode::FORBIDDEN, "forbidden", m)
+                    }
+                    other => other.into(),
+                })
+        })
+        .await?;
     Ok(respond(pair))
 }
 
@@ -261,26 +263,30 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let unauthorized = |m: &str| VmsError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let token = crate::http::bearer(&req)
         .ok_or_else(|| unauthorized("send the access token as Authorization: Bearer <token>"))?;
-    let answer = web::block(move || {
-        let mut conn = state.db.conn()?;
-        // Any bearer Keyframe issues: an access token, or an API token.
-        let Some(principal) = state
-            .tokens
-            .principal(&mut conn, &token, state.clock.now())?
-        else {
-            return Err(unauthorized("the token is invalid, expired or revoked"));
-        };
-        let list: Vec<VideoManager> = api::usable_tenants(&mut conn, &principal)?
-            .ok_or_else(|| unauthorized("the user no longer exists"))?
-            .into_iter()
-            .map(|t| VideoManager {
-                id: t.id.to_string(),
-                name: t.name,
-            })
-            .collect();
-        Ok(json!({ "videoManagerList": list, "validForVideoManager": principal.tenant }))
-    })
-    .await??;
+    let answer = state
+        .store
+        .clone()
+        .run(async move |conn| {
+            // Any bearer Keyframe issues: an access token, or an API token.
+            let Some(principal) = state
+                .tokens
+                .principal(conn, &token, state.clock.now())
+                .await?
+            else {
+                return Err(unauthorized("the token is invalid, expired or revoked"));
+            };
+            let list: Vec<VideoManager> = api::usable_tenants(conn, &principal)
+                .await?
+                .ok_or_else(|| unauthorized("the user no longer exists"))?
+                .into_iter()
+                .map(|t| VideoManager {
+                    id: t.id.to_string(),
+                    name: t.name,
+                })
+                .collect();
+            Ok(json!({ "videoManagerList": list, "validForVideoManager": principal.tenant }))
+        })
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(answer))

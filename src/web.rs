@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
 use crate::authorization::AuthorizationRequest;
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 use crate::form::Form;
 use crate::secrets::PlainSecret;
@@ -283,9 +283,9 @@ pub enum SignIn {
 /// Checks the credentials with the same rules and lockout as the password grant, and starts a
 /// session (a new id every time, so a planted cookie is worthless). The session the browser
 /// came with, if any, ends: a copy of the old cookie must not outlive the new sign-in.
-pub fn sign_in(
+pub async fn sign_in(
     state: &AppState,
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     previous: Option<&str>,
     username: &str,
     password: &str,
@@ -293,17 +293,14 @@ pub fn sign_in(
     now: i64,
 ) -> Result<SignIn, Error> {
     let lockout = &state.tokens.settings;
-    match users::sign_in(conn, lockout, username, password, source, now) {
+    match users::sign_in(conn, lockout, username, password, source, now).await {
         Ok(user) => {
             if let Some(previous) = previous {
-                sessions::end(conn, previous)?;
+                sessions::end(conn, previous).await?;
             }
-            Ok(SignIn::Started(sessions::start(
-                conn,
-                &user,
-                state.tokens.settings.session_ttl,
-                now,
-            )?))
+            Ok(SignIn::Started(
+                sessions::start(conn, &user, state.tokens.settings.session_ttl, now).await?,
+            ))
         }
         Err(SignInError::Locked { retry_after }) => Ok(SignIn::Refused(Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,

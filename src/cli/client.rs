@@ -3,10 +3,10 @@ use serde_json::json;
 use super::{table, to_json, Report};
 use crate::clients::{self, NewClient};
 use crate::config::ClientCommand;
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 
-pub fn execute(command: ClientCommand, conn: &mut DbConnection, now: i64) -> Result<Report, Error> {
+pub async fn execute(command: ClientCommand, conn: &mut Conn, now: i64) -> Result<Report, Error> {
     match command {
         ClientCommand::Create {
             name,
@@ -24,7 +24,7 @@ pub fn execute(command: ClientCommand, conn: &mut DbConnection, now: i64) -> Res
                 scopes,
                 pkce,
             };
-            let (client, secret) = clients::create(conn, new, now)?;
+            let (client, secret) = clients::create(conn, new, now).await?;
             let mut json = to_json(&client)?;
             let mut human = format!(
                 "Created {} client {} ({}).\nclient_id:     {}\n",
@@ -47,7 +47,7 @@ pub fn execute(command: ClientCommand, conn: &mut DbConnection, now: i64) -> Res
             Ok(Report { json, human })
         }
         ClientCommand::List => {
-            let all = clients::list(conn)?;
+            let all = clients::list(conn).await?;
             let rows: Vec<Vec<String>> = all
                 .iter()
                 .map(|c| {
@@ -77,7 +77,7 @@ pub fn execute(command: ClientCommand, conn: &mut DbConnection, now: i64) -> Res
             })
         }
         ClientCommand::Delete { client_id } => {
-            clients::delete(conn, &client_id)?;
+            clients::delete(conn, &client_id).await?;
             Ok(Report {
                 human: format!("Deleted client {client_id}."),
                 json: json!({ "client_id": client_id, "deleted": true }),

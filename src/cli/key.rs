@@ -2,14 +2,14 @@ use serde_json::json;
 
 use super::{table, to_json, Report};
 use crate::config::KeyCommand;
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 use crate::keys;
 
-pub fn execute(command: KeyCommand, conn: &mut DbConnection, now: i64) -> Result<Report, Error> {
+pub async fn execute(command: KeyCommand, conn: &mut Conn, now: i64) -> Result<Report, Error> {
     match command {
         KeyCommand::Rotate => {
-            let key = keys::rotate(conn, now)?;
+            let key = keys::rotate(conn, now).await?;
             Ok(Report {
                 human: format!(
                     "Created signing key {} ({}); it signs from now on. Older keys stay in the JWKS \
@@ -20,8 +20,8 @@ pub fn execute(command: KeyCommand, conn: &mut DbConnection, now: i64) -> Result
             })
         }
         KeyCommand::List => {
-            keys::ensure_current(conn, now)?;
-            let all = keys::list(conn)?;
+            keys::ensure_current(conn, now).await?;
+            let all = keys::list(conn).await?;
             let rows: Vec<Vec<String>> = all
                 .iter()
                 .map(|k| {

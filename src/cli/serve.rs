@@ -8,15 +8,15 @@ use crate::error::Error;
 use crate::startup::{self, Application};
 
 pub fn run(config: &Config, args: &ServeArgs, json: bool) -> Result<(), Error> {
-    let db = startup::prepare_database(config)?;
-    let demo = if args.demo {
-        let mut conn = db.conn()?;
-        Some(demo::bootstrap(&mut conn, clock::now())?)
-    } else {
-        None
-    };
+    let store = startup::prepare_database(config)?;
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config, db)?;
+        let demo = if args.demo {
+            let mut conn = store.background().conn().await?;
+            Some(demo::bootstrap(&mut conn, clock::now()).await?)
+        } else {
+            None
+        };
+        let app = Application::build(config, store).await?;
         let report = startup_report(&app, config, demo.as_ref());
         print_report(&report, json);
         app.run_until_stopped()

@@ -2,11 +2,11 @@ use serde_json::json;
 
 use super::{read_password, table, to_json, Report};
 use crate::config::UserCommand;
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 use crate::users::{self, User};
 
-pub fn execute(command: UserCommand, conn: &mut DbConnection, now: i64) -> Result<Report, Error> {
+pub async fn execute(command: UserCommand, conn: &mut Conn, now: i64) -> Result<Report, Error> {
     let (verb, user) = match command {
         UserCommand::Create {
             username, tenants, ..
@@ -18,11 +18,11 @@ pub fn execute(command: UserCommand, conn: &mut DbConnection, now: i64) -> Resul
             let password = read_password()?;
             (
                 "Created",
-                users::create(conn, &username, &password, &tenants, now)?,
+                users::create(conn, &username, &password, &tenants, now).await?,
             )
         }
         UserCommand::List => {
-            let all = users::list(conn)?;
+            let all = users::list(conn).await?;
             let rows: Vec<Vec<String>> = all
                 .iter()
                 .map(|u| {
@@ -45,23 +45,25 @@ pub fn execute(command: UserCommand, conn: &mut DbConnection, now: i64) -> Resul
             role,
         } => (
             "Updated",
-            users::add_tenant(conn, &username, &tenant, role.parse()?, now)?,
+            users::add_tenant(conn, &username, &tenant, role.parse()?, now).await?,
         ),
         UserCommand::RemoveTenant { username, tenant } => (
             "Updated",
-            users::remove_tenant(conn, &username, &tenant, now)?,
+            users::remove_tenant(conn, &username, &tenant, now).await?,
         ),
-        UserCommand::Disable { username } => {
-            ("Disabled", users::set_disabled(conn, &username, true, now)?)
-        }
-        UserCommand::Enable { username } => {
-            ("Enabled", users::set_disabled(conn, &username, false, now)?)
-        }
+        UserCommand::Disable { username } => (
+            "Disabled",
+            users::set_disabled(conn, &username, true, now).await?,
+        ),
+        UserCommand::Enable { username } => (
+            "Enabled",
+            users::set_disabled(conn, &username, false, now).await?,
+        ),
         UserCommand::SetPassword { username, .. } => {
             let password = read_password()?;
             (
                 "Set the password of",
-                users::set_password(conn, &username, &password, now)?,
+                users::set_password(conn, &username, &password, now).await?,
             )
         }
     };

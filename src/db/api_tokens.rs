@@ -1,7 +1,7 @@
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::{api_tokens, users};
-use super::{from_json_list, DbConnection};
+use super::{from_json_list, run, Conn};
 use crate::error::Error;
 use crate::tenants::TenantId;
 use crate::tokens::api::{ApiToken, Kind, Owner};
@@ -43,100 +43,96 @@ fn view(row: ApiTokenRow, username: Option<String>) -> ApiToken {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, row: &ApiTokenRow) -> Result<(), Error> {
-    diesel::insert_into(api_tokens::table)
+pub async fn insert(conn: &mut Conn, row: &ApiTokenRow) -> Result<(), Error> {
+    run!(conn, |c| diesel::insert_into(api_tokens::table)
         .values(row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn find(
-    conn: &mut DbConnection,
-    tenant: &TenantId,
-    id: &str,
-) -> Result<Option<ApiToken>, Error> {
-    let found = api_tokens::table
+pub async fn find(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Option<ApiToken>, Error> {
+    let found = run!(conn, |c| api_tokens::table
         .left_join(users::table)
         .filter(api_tokens::tenant_id.eq(tenant.as_str()))
         .filter(api_tokens::id.eq(id))
         .select((ApiTokenRow::as_select(), users::username.nullable()))
-        .get_result::<(ApiTokenRow, Option<String>)>(conn)
-        .optional()?;
+        .get_result::<(ApiTokenRow, Option<String>)>(c))
+    .optional()?;
     Ok(found.map(|(row, username)| view(row, username)))
 }
 
-pub fn list(conn: &mut DbConnection, tenant: &TenantId) -> Result<Vec<ApiToken>, Error> {
-    let rows = api_tokens::table
+pub async fn list(conn: &mut Conn, tenant: &TenantId) -> Result<Vec<ApiToken>, Error> {
+    let rows = run!(conn, |c| api_tokens::table
         .left_join(users::table)
         .filter(api_tokens::tenant_id.eq(tenant.as_str()))
         .order((api_tokens::kind, api_tokens::created_at, api_tokens::id))
         .select((ApiTokenRow::as_select(), users::username.nullable()))
-        .load::<(ApiTokenRow, Option<String>)>(conn)?;
+        .load::<(ApiTokenRow, Option<String>)>(c))?;
     Ok(rows
         .into_iter()
         .map(|(row, username)| view(row, username))
         .collect())
 }
 
-pub fn by_digest(conn: &mut DbConnection, digest: &str) -> Result<Option<ApiTokenRow>, Error> {
-    Ok(api_tokens::table
+pub async fn by_digest(conn: &mut Conn, digest: &str) -> Result<Option<ApiTokenRow>, Error> {
+    Ok(run!(conn, |c| api_tokens::table
         .filter(api_tokens::digest.eq(digest))
         .select(ApiTokenRow::as_select())
-        .get_result(conn)
-        .optional()?)
+        .get_result(c))
+    .optional()?)
 }
 
 // Statements on one token name its tenant too: defence in depth against an id from
 // another tenant reaching them.
 
-pub fn by_id(
-    conn: &mut DbConnection,
+pub async fn by_id(
+    conn: &mut Conn,
     tenant: &TenantId,
     id: &str,
 ) -> Result<Option<ApiTokenRow>, Error> {
-    Ok(api_tokens::table
+    Ok(run!(conn, |c| api_tokens::table
         .find(id)
         .filter(api_tokens::tenant_id.eq(tenant.as_str()))
         .select(ApiTokenRow::as_select())
-        .get_result(conn)
-        .optional()?)
+        .get_result(c))
+    .optional()?)
 }
 
-pub fn set_digest(
-    conn: &mut DbConnection,
+pub async fn set_digest(
+    conn: &mut Conn,
     tenant: &TenantId,
     id: &str,
     digest: &str,
 ) -> Result<(), Error> {
-    diesel::update(
+    run!(conn, |c| diesel::update(
         api_tokens::table
             .find(id)
             .filter(api_tokens::tenant_id.eq(tenant.as_str())),
     )
     .set(api_tokens::digest.eq(digest))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(())
 }
 
-pub fn delete(conn: &mut DbConnection, tenant: &TenantId, id: &str) -> Result<(), Error> {
-    diesel::delete(
+pub async fn delete(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<(), Error> {
+    run!(conn, |c| diesel::delete(
         api_tokens::table
             .find(id)
             .filter(api_tokens::tenant_id.eq(tenant.as_str())),
     )
-    .execute(conn)?;
+    .execute(c))?;
     Ok(())
 }
 
 /// Records a use, unless one was recorded since `not_since` (a concurrent request did it).
-pub fn touch(
-    conn: &mut DbConnection,
+pub async fn touch(
+    conn: &mut Conn,
     tenant: &TenantId,
     id: &str,
     now: i64,
     not_since: i64,
 ) -> Result<(), Error> {
-    diesel::update(
+    run!(conn, |c| diesel::update(
         api_tokens::table
             .find(id)
             .filter(api_tokens::tenant_id.eq(tenant.as_str()))
@@ -147,6 +143,6 @@ pub fn touch(
             ),
     )
     .set(api_tokens::last_used_at.eq(now))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::clients;
-use super::{from_json_list, to_json_list, DbConnection};
+use super::{from_json_list, run, to_json_list, Conn};
 use crate::clients::{Client, Pkce};
 use crate::error::Error;
 
@@ -44,8 +44,8 @@ impl TryFrom<ClientRow> for Client {
     }
 }
 
-pub fn insert(
-    conn: &mut DbConnection,
+pub async fn insert(
+    conn: &mut Conn,
     client: &Client,
     secret_digest: Option<&str>,
 ) -> Result<(), Error> {
@@ -65,37 +65,41 @@ pub fn insert(
         pkce_required: client.pkce == Pkce::Required,
         created_at: client.created_at,
     };
-    diesel::insert_into(clients::table)
+    run!(conn, |c| diesel::insert_into(clients::table)
         .values(&row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<Client>, Error> {
-    clients::table
+pub async fn list(conn: &mut Conn) -> Result<Vec<Client>, Error> {
+    run!(conn, |c| clients::table
         .select(ClientRow::as_select())
         .order((clients::name, clients::id))
-        .load(conn)?
-        .into_iter()
-        .map(Client::try_from)
-        .collect()
+        .load(c))?
+    .into_iter()
+    .map(Client::try_from)
+    .collect()
 }
 
 /// True when a client was deleted.
-pub fn delete(conn: &mut DbConnection, client_id: &str) -> Result<bool, Error> {
-    Ok(diesel::delete(clients::table.find(client_id)).execute(conn)? == 1)
+pub async fn delete(conn: &mut Conn, client_id: &str) -> Result<bool, Error> {
+    Ok(
+        run!(conn, |c| diesel::delete(clients::table.find(client_id))
+            .execute(c))?
+            == 1,
+    )
 }
 
 /// The client and its secret digest.
-pub fn find(
-    conn: &mut DbConnection,
+pub async fn find(
+    conn: &mut Conn,
     client_id: &str,
 ) -> Result<Option<(Client, Option<String>)>, Error> {
-    let row = clients::table
+    let row = run!(conn, |c| clients::table
         .find(client_id)
         .select(ClientRow::as_select())
-        .get_result(conn)
-        .optional()?;
+        .get_result(c))
+    .optional()?;
     match row {
         Some(row) => {
             let digest = row.secret_hash.clone();

@@ -1,9 +1,9 @@
 //! Authorization codes: single use, kept until they expire so that a second use is recognised.
 
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::authorization_codes;
-use super::DbConnection;
+use super::{run, Conn};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -23,29 +23,29 @@ pub struct CodeRow {
     pub family_id: Option<String>,
 }
 
-pub fn insert(conn: &mut DbConnection, row: &CodeRow) -> Result<(), Error> {
-    diesel::insert_into(authorization_codes::table)
+pub async fn insert(conn: &mut Conn, row: &CodeRow) -> Result<(), Error> {
+    run!(conn, |c| diesel::insert_into(authorization_codes::table)
         .values(row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn find(conn: &mut DbConnection, digest: &str) -> Result<Option<CodeRow>, Error> {
-    Ok(authorization_codes::table
+pub async fn find(conn: &mut Conn, digest: &str) -> Result<Option<CodeRow>, Error> {
+    Ok(run!(conn, |c| authorization_codes::table
         .filter(authorization_codes::digest.eq(digest))
         .select(CodeRow::as_select())
-        .get_result(conn)
-        .optional()?)
+        .get_result(c))
+    .optional()?)
 }
 
 /// The code's single use: one conditional write that also records the family it produced.
-pub fn consume(
-    conn: &mut DbConnection,
+pub async fn consume(
+    conn: &mut Conn,
     digest: &str,
     family_id: &str,
     now: i64,
 ) -> Result<bool, Error> {
-    let changed = diesel::update(
+    let changed = run!(conn, |c| diesel::update(
         authorization_codes::table
             .filter(authorization_codes::digest.eq(digest))
             .filter(authorization_codes::used_at.is_null()),
@@ -54,15 +54,15 @@ pub fn consume(
         authorization_codes::used_at.eq(now),
         authorization_codes::family_id.eq(family_id),
     ))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(changed == 1)
 }
 
 /// Expired codes. Used codes are kept until they expire, so that a second use inside their
 /// lifetime is still recognised and revokes what the first produced.
-pub fn purge(conn: &mut DbConnection, now: i64) -> Result<usize, Error> {
-    Ok(
-        diesel::delete(authorization_codes::table.filter(authorization_codes::expires_at.le(now)))
-            .execute(conn)?,
+pub async fn purge(conn: &mut Conn, now: i64) -> Result<usize, Error> {
+    Ok(run!(conn, |c| diesel::delete(
+        authorization_codes::table.filter(authorization_codes::expires_at.le(now))
     )
+    .execute(c))?)
 }

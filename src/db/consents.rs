@@ -1,38 +1,38 @@
 //! Consents a user gave a client, per tenant and scope set.
 
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::consents;
-use super::{is_unique_violation, DbConnection};
+use super::{is_unique_violation, run, Conn};
 use crate::error::Error;
 
-pub fn exists(
-    conn: &mut DbConnection,
+pub async fn exists(
+    conn: &mut Conn,
     user_id: &str,
     client_id: &str,
     tenant_id: &str,
     scope: &str,
 ) -> Result<bool, Error> {
     use diesel::dsl::{exists, select};
-    Ok(select(exists(
+    Ok(run!(conn, |c| select(exists(
         consents::table
             .filter(consents::user_id.eq(user_id))
             .filter(consents::client_id.eq(client_id))
             .filter(consents::tenant_id.eq(tenant_id))
             .filter(consents::scope.eq(scope)),
     ))
-    .get_result(conn)?)
+    .get_result(c))?)
 }
 
-pub fn remember(
-    conn: &mut DbConnection,
+pub async fn remember(
+    conn: &mut Conn,
     user_id: &str,
     client_id: &str,
     tenant_id: &str,
     scope: &str,
     now: i64,
 ) -> Result<(), Error> {
-    let inserted = diesel::insert_into(consents::table)
+    let inserted = run!(conn, |c| diesel::insert_into(consents::table)
         .values((
             consents::user_id.eq(user_id),
             consents::client_id.eq(client_id),
@@ -40,7 +40,7 @@ pub fn remember(
             consents::scope.eq(scope),
             consents::created_at.eq(now),
         ))
-        .execute(conn);
+        .execute(c));
     match inserted {
         Ok(_) => Ok(()),
         // Given twice (two tabs): still given.

@@ -1,7 +1,7 @@
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::signing_keys;
-use super::DbConnection;
+use super::{run, Conn};
 use crate::error::Error;
 use crate::keys::{StoredKey, ALGORITHM};
 
@@ -28,7 +28,7 @@ impl From<KeyRow> for StoredKey {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, key: &StoredKey) -> Result<(), Error> {
+pub async fn insert(conn: &mut Conn, key: &StoredKey) -> Result<(), Error> {
     let row = KeyRow {
         kid: key.kid.clone(),
         algorithm: ALGORITHM.into(),
@@ -37,32 +37,34 @@ pub fn insert(conn: &mut DbConnection, key: &StoredKey) -> Result<(), Error> {
         created_at: key.created_at,
         retired_at: key.retired_at,
     };
-    diesel::insert_into(signing_keys::table)
+    run!(conn, |c| diesel::insert_into(signing_keys::table)
         .values(&row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
 /// The kid of the current key: the newest one not retired.
-pub fn current(conn: &mut DbConnection) -> Result<Option<String>, Error> {
-    Ok(signing_keys::table
+pub async fn current(conn: &mut Conn) -> Result<Option<String>, Error> {
+    Ok(run!(conn, |c| signing_keys::table
         .filter(signing_keys::retired_at.is_null())
         .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
         .select(signing_keys::kid)
-        .first(conn)
-        .optional()?)
+        .first(c))
+    .optional()?)
 }
 
-pub fn retire_all(conn: &mut DbConnection, now: i64) -> Result<(), Error> {
-    diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
-        .set(signing_keys::retired_at.eq(now))
-        .execute(conn)?;
+pub async fn retire_all(conn: &mut Conn, now: i64) -> Result<(), Error> {
+    run!(conn, |c| diesel::update(
+        signing_keys::table.filter(signing_keys::retired_at.is_null())
+    )
+    .set(signing_keys::retired_at.eq(now))
+    .execute(c))?;
     Ok(())
 }
 
 /// Keys still published: current ones and those retired after `retired_after`.
-pub fn published(conn: &mut DbConnection, retired_after: i64) -> Result<Vec<StoredKey>, Error> {
-    let rows = signing_keys::table
+pub async fn published(conn: &mut Conn, retired_after: i64) -> Result<Vec<StoredKey>, Error> {
+    let rows = run!(conn, |c| signing_keys::table
         .filter(
             signing_keys::retired_at
                 .is_null()
@@ -70,22 +72,22 @@ pub fn published(conn: &mut DbConnection, retired_after: i64) -> Result<Vec<Stor
         )
         .order(signing_keys::created_at)
         .select(KeyRow::as_select())
-        .load(conn)?;
+        .load(c))?;
     Ok(rows.into_iter().map(StoredKey::from).collect())
 }
 
-pub fn all(conn: &mut DbConnection) -> Result<Vec<StoredKey>, Error> {
-    let rows = signing_keys::table
+pub async fn all(conn: &mut Conn) -> Result<Vec<StoredKey>, Error> {
+    let rows = run!(conn, |c| signing_keys::table
         .order(signing_keys::created_at)
         .select(KeyRow::as_select())
-        .load(conn)?;
+        .load(c))?;
     Ok(rows.into_iter().map(StoredKey::from).collect())
 }
 
 /// Deletes keys retired before `retired_before`: no unexpired token can carry their kid.
-pub fn purge(conn: &mut DbConnection, retired_before: i64) -> Result<usize, Error> {
-    Ok(
-        diesel::delete(signing_keys::table.filter(signing_keys::retired_at.lt(retired_before)))
-            .execute(conn)?,
+pub async fn purge(conn: &mut Conn, retired_before: i64) -> Result<usize, Error> {
+    Ok(run!(conn, |c| diesel::delete(
+        signing_keys::table.filter(signing_keys::retired_at.lt(retired_before))
     )
+    .execute(c))?)
 }

@@ -1,7 +1,7 @@
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::tenants;
-use super::{is_unique_violation, DbConnection};
+use super::{is_unique_violation, run, Conn};
 use crate::error::Error;
 use crate::tenants::{Tenant, TenantId};
 
@@ -23,38 +23,38 @@ impl From<TenantRow> for Tenant {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, tenant: &Tenant) -> Result<(), Error> {
+pub async fn insert(conn: &mut Conn, tenant: &Tenant) -> Result<(), Error> {
     let row = TenantRow {
         id: tenant.id.as_str().to_owned(),
         name: tenant.name.clone(),
         created_at: tenant.created_at,
     };
-    diesel::insert_into(tenants::table)
+    run!(conn, |c| diesel::insert_into(tenants::table)
         .values(&row)
-        .execute(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::Conflict(format!("tenant {} already exists", tenant.id))
-            } else {
-                e.into()
-            }
-        })?;
+        .execute(c))
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("tenant {} already exists", tenant.id))
+        } else {
+            e.into()
+        }
+    })?;
     Ok(())
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<Tenant>, Error> {
-    let rows = tenants::table
+pub async fn list(conn: &mut Conn) -> Result<Vec<Tenant>, Error> {
+    let rows = run!(conn, |c| tenants::table
         .select(TenantRow::as_select())
         .order(tenants::id)
-        .load(conn)?;
+        .load(c))?;
     Ok(rows.into_iter().map(Tenant::from).collect())
 }
 
-pub fn find(conn: &mut DbConnection, id: &TenantId) -> Result<Option<Tenant>, Error> {
-    let row = tenants::table
+pub async fn find(conn: &mut Conn, id: &TenantId) -> Result<Option<Tenant>, Error> {
+    let row = run!(conn, |c| tenants::table
         .find(id.as_str())
         .select(TenantRow::as_select())
-        .get_result(conn)
-        .optional()?;
+        .get_result(c))
+    .optional()?;
     Ok(row.map(Tenant::from))
 }

@@ -1,10 +1,11 @@
 //! Token families, refresh tokens and revoked access tokens (and the purge of every expired row).
 
+use super::dsl::*;
 use diesel::backend::Backend;
 use diesel::dsl::{exists, not};
 use diesel::pg::Pg;
-use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::result::QueryResult;
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::Sqlite;
@@ -13,7 +14,7 @@ use super::schema::{
     memberships, refresh_tokens, revoked_access_tokens, tenants, token_families, users,
 };
 use super::users::{membership_cells, one_user, MembershipCells, UserRow};
-use super::{is_unique_violation, on_backend, DbConnection};
+use super::{is_unique_violation, run, Conn};
 use crate::error::Error;
 use crate::users::User;
 
@@ -41,39 +42,39 @@ pub struct RefreshToken {
     pub used_at: Option<i64>,
 }
 
-pub fn insert_family(conn: &mut DbConnection, family: &Family) -> Result<(), Error> {
-    diesel::insert_into(token_families::table)
+pub async fn insert_family(conn: &mut Conn, family: &Family) -> Result<(), Error> {
+    run!(conn, |c| diesel::insert_into(token_families::table)
         .values(family)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn insert_refresh(conn: &mut DbConnection, token: &RefreshToken) -> Result<(), Error> {
+pub async fn insert_refresh(conn: &mut Conn, token: &RefreshToken) -> Result<(), Error> {
     let insert = diesel::insert_into(refresh_tokens::table).values(token);
-    on_backend!(conn, |c| insert.execute(c))?;
+    run!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 
 /// A refresh token with its family.
-pub fn find_refresh(
-    conn: &mut DbConnection,
+pub async fn find_refresh(
+    conn: &mut Conn,
     digest: &str,
 ) -> Result<Option<(RefreshToken, Family)>, Error> {
-    Ok(on_backend!(conn, |c| refresh_tokens::table
+    Ok(run!(conn, |c| refresh_tokens::table
         .inner_join(token_families::table)
         .filter(refresh_tokens::digest.eq(digest))
         .select((RefreshToken::as_select(), Family::as_select()))
-        .get_result(c)
-        .optional())?)
+        .get_result(c))
+    .optional()?)
 }
 
 /// A refresh token with its family and its user (with memberships), in one statement: a
 /// refresh needs all three, and on PostgreSQL each statement is a round trip.
-pub fn find_refresh_with_user(
-    conn: &mut DbConnection,
+pub async fn find_refresh_with_user(
+    conn: &mut Conn,
     digest: &str,
 ) -> Result<Option<(RefreshToken, Family, User)>, Error> {
-    let rows = on_backend!(conn, |c| refresh_tokens::table
+    let rows = run!(conn, |c| refresh_tokens::table
         .inner_join(token_families::table.inner_join(users::table))
         .left_join(memberships::table.on(memberships::user_id.eq(users::id)))
         .left_join(tenants::table.on(tenants::id.eq(memberships::tenant_id)))
@@ -93,13 +94,13 @@ pub fn find_refresh_with_user(
     Ok(user.map(|user| (token, family, user)))
 }
 
-pub fn used_at(conn: &mut DbConnection, digest: &str) -> Result<Option<i64>, Error> {
-    Ok(refresh_tokens::table
+pub async fn used_at(conn: &mut Conn, digest: &str) -> Result<Option<i64>, Error> {
+    Ok(run!(conn, |c| refresh_tokens::table
         .filter(refresh_tokens::digest.eq(digest))
         .select(refresh_tokens::used_at)
-        .get_result::<Option<i64>>(conn)
-        .optional()?
-        .flatten())
+        .get_result::<Option<i64>>(c))
+    .optional()?
+    .flatten())
 }
 
 /// Rotation: marks the presented token used if, and only if, nobody else did and its family is
@@ -109,26 +110,30 @@ pub fn used_at(conn: &mut DbConnection, digest: &str) -> Result<Option<i64>, Err
 /// Hand-written statements because diesel re-prepares every `UPDATE` it builds (it never caches
 /// them), which was the largest single cost of a refresh on SQLite; on PostgreSQL both writes go
 /// in one statement, one round trip and no explicit transaction.
-pub fn rotate_refresh(
-    conn: &mut DbConnection,
+pub async fn rotate_refresh(
+    conn: &mut Conn,
     digest: &str,
     now: i64,
     next: &RefreshToken,
 ) -> Result<bool, Error> {
     let consume = Consume { digest, now };
     match conn {
-        DbConnection::Sqlite(_) => super::write_transaction(conn, |conn| {
-            let DbConnection::Sqlite(inner) = &mut *conn else {
-                unreachable!("the connection does not change backend");
-            };
-            if consume.execute(inner)? != 1 {
-                return Ok(false);
-            }
-            insert_refresh(conn, next)?;
-            Ok(true)
-        }),
-        DbConnection::Postgres(inner) => {
-            Ok(ConsumeAndInsert { consume, next }.execute(inner)? == 1)
+        Conn::Sqlite(_) => {
+            super::write_transaction(conn, async |conn| {
+                let Conn::Sqlite(pooled) = &mut *conn else {
+                    unreachable!("the connection does not change backend");
+                };
+                if diesel::RunQueryDsl::execute(consume, super::sqlite(pooled))? != 1 {
+                    return Ok(false);
+                }
+                insert_refresh(conn, next).await?;
+                Ok(true)
+            })
+            .await
+        }
+        Conn::Postgres(pooled) => {
+            let statement = ConsumeAndInsert { consume, next };
+            Ok(diesel_async::RunQueryDsl::execute(statement, &mut **pooled).await? == 1)
         }
     }
 }
@@ -173,7 +178,7 @@ impl QueryFragment<Sqlite> for Consume<'_> {
     }
 }
 
-impl<Conn> RunQueryDsl<Conn> for Consume<'_> {}
+impl<C> diesel::RunQueryDsl<C> for Consume<'_> {}
 
 /// PostgreSQL: the consuming `UPDATE` and the successor's `INSERT` as one statement; the row is
 /// inserted only when the update consumed the token.
@@ -209,23 +214,21 @@ impl QueryFragment<Pg> for ConsumeAndInsert<'_> {
     }
 }
 
-impl<Conn> RunQueryDsl<Conn> for ConsumeAndInsert<'_> {}
-
-pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> Result<(), Error> {
-    diesel::update(
+pub async fn revoke_family(conn: &mut Conn, family_id: &str, now: i64) -> Result<(), Error> {
+    run!(conn, |c| diesel::update(
         token_families::table
             .filter(token_families::id.eq(family_id))
             .filter(token_families::revoked_at.is_null()),
     )
     .set(token_families::revoked_at.eq(now))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(())
 }
 
 /// The username behind an access token if everything it depends on still holds: its family is
 /// not revoked, its jti was not revoked, the user is enabled and still a member of the tenant.
-pub fn access_token_username(
-    conn: &mut DbConnection,
+pub async fn access_token_username(
+    conn: &mut Conn,
     family_id: &str,
     jti: &str,
     user_id: &str,
@@ -244,29 +247,23 @@ pub fn access_token_username(
         .filter(exists(membership))
         .filter(not(exists(revoked)))
         .select(users::username);
-    Ok(on_backend!(conn, |c| query.get_result(c).optional())?)
+    Ok(run!(conn, |c| query.get_result(c)).optional()?)
 }
 
-pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool, Error> {
+pub async fn is_revoked(conn: &mut Conn, jti: &str) -> Result<bool, Error> {
     use diesel::dsl::select;
-    Ok(select(exists(
+    Ok(run!(conn, |c| select(exists(
         revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti)),
     ))
-    .get_result(conn)?)
+    .get_result(c))?)
 }
 
-pub fn revoke_access_token(
-    conn: &mut DbConnection,
-    jti: &str,
-    expires_at: i64,
-) -> Result<(), Error> {
-    match diesel::insert_into(revoked_access_tokens::table)
-        .values((
-            revoked_access_tokens::jti.eq(jti),
-            revoked_access_tokens::expires_at.eq(expires_at),
-        ))
-        .execute(conn)
-    {
+pub async fn revoke_access_token(conn: &mut Conn, jti: &str, expires_at: i64) -> Result<(), Error> {
+    let insert = diesel::insert_into(revoked_access_tokens::table).values((
+        revoked_access_tokens::jti.eq(jti),
+        revoked_access_tokens::expires_at.eq(expires_at),
+    ));
+    match run!(conn, |c| insert.execute(c)) {
         Ok(_) => Ok(()),
         // Revoked twice is revoked.
         Err(e) if is_unique_violation(&e) => Ok(()),
@@ -292,8 +289,8 @@ pub struct Purged {
 /// - refresh tokens past their idle expiry (used or not: they fail either way);
 /// - revoked access-token ids past the token's expiry; sign-in failures outside the window;
 /// - signing keys retired longer ago than an access token lives (and the signing-key recheck).
-pub fn purge(
-    conn: &mut DbConnection,
+pub async fn purge(
+    conn: &mut Conn,
     now: i64,
     access_ttl: i64,
     lockout_window: i64,
@@ -308,31 +305,33 @@ pub fn purge(
                 .or(token_families::expires_at.lt(now - access_ttl)),
         )
         .select(token_families::id);
-    purged.refresh_tokens += diesel::delete(
+    purged.refresh_tokens += run!(conn, |c| diesel::delete(
         refresh_tokens::table.filter(refresh_tokens::family_id.eq_any(dead_families)),
     )
-    .execute(conn)?;
-    purged.token_families = diesel::delete(
+    .execute(c))?;
+    purged.token_families = run!(conn, |c| diesel::delete(
         token_families::table.filter(
             token_families::revoked_at
                 .is_not_null()
                 .or(token_families::expires_at.lt(now - access_ttl)),
         ),
     )
-    .execute(conn)?;
-    purged.refresh_tokens +=
-        diesel::delete(refresh_tokens::table.filter(refresh_tokens::idle_expires_at.lt(now)))
-            .execute(conn)?;
-    purged.revoked_access_tokens = diesel::delete(
+    .execute(c))?;
+    purged.refresh_tokens += run!(conn, |c| diesel::delete(
+        refresh_tokens::table.filter(refresh_tokens::idle_expires_at.lt(now))
+    )
+    .execute(c))?;
+    purged.revoked_access_tokens = run!(conn, |c| diesel::delete(
         revoked_access_tokens::table.filter(revoked_access_tokens::expires_at.lt(now)),
     )
-    .execute(conn)?;
-    purged.login_failures = super::login_failures::purge(conn, now - lockout_window)?;
+    .execute(c))?;
+    purged.login_failures = super::login_failures::purge(conn, now - lockout_window).await?;
     purged.signing_keys = super::keys::purge(
         conn,
         now - access_ttl - crate::keys::SIGNING_KEY_RECHECK_SECS,
-    )?;
-    purged.sessions = super::sessions::purge(conn, now)?;
-    purged.authorization_codes = super::codes::purge(conn, now)?;
+    )
+    .await?;
+    purged.sessions = super::sessions::purge(conn, now).await?;
+    purged.authorization_codes = super::codes::purge(conn, now).await?;
     Ok(purged)
 }

@@ -1,9 +1,9 @@
 use std::collections::HashMap;
 
-use diesel::prelude::*;
+use super::dsl::*;
 
 use super::schema::{memberships, tenants, users};
-use super::{is_unique_violation, on_backend, DbConnection};
+use super::{is_unique_violation, run, Conn};
 use crate::error::Error;
 use crate::tenants::TenantId;
 use crate::users::{Membership, Role, User, Username};
@@ -39,8 +39,8 @@ struct MembershipRow<'a> {
     created_at: i64,
 }
 
-pub fn insert(
-    conn: &mut DbConnection,
+pub async fn insert(
+    conn: &mut Conn,
     id: &str,
     username: &Username,
     password_hash: &str,
@@ -56,21 +56,21 @@ pub fn insert(
         created_at: now,
         updated_at: now,
     };
-    diesel::insert_into(users::table)
+    run!(conn, |c| diesel::insert_into(users::table)
         .values(&row)
-        .execute(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::Conflict(format!("user {username} already exists"))
-            } else {
-                e.into()
-            }
-        })?;
+        .execute(c))
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("user {username} already exists"))
+        } else {
+            e.into()
+        }
+    })?;
     Ok(())
 }
 
-pub fn insert_membership(
-    conn: &mut DbConnection,
+pub async fn insert_membership(
+    conn: &mut Conn,
     user_id: &str,
     tenant: &TenantId,
     role: Role,
@@ -82,92 +82,89 @@ pub fn insert_membership(
         role: role.as_str(),
         created_at: now,
     };
-    diesel::insert_into(memberships::table)
+    run!(conn, |c| diesel::insert_into(memberships::table)
         .values(&row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn delete_membership(
-    conn: &mut DbConnection,
+pub async fn delete_membership(
+    conn: &mut Conn,
     user_id: &str,
     tenant: &TenantId,
 ) -> Result<(), Error> {
-    diesel::delete(memberships::table.find((user_id, tenant.as_str()))).execute(conn)?;
+    run!(conn, |c| diesel::delete(
+        memberships::table.find((user_id, tenant.as_str()))
+    )
+    .execute(c))?;
     Ok(())
 }
 
-pub fn oldest_membership(
-    conn: &mut DbConnection,
-    user_id: &str,
-) -> Result<Option<TenantId>, Error> {
-    let id = memberships::table
+pub async fn oldest_membership(conn: &mut Conn, user_id: &str) -> Result<Option<TenantId>, Error> {
+    let id = run!(conn, |c| memberships::table
         .filter(memberships::user_id.eq(user_id))
         .order((memberships::created_at, memberships::tenant_id))
         .select(memberships::tenant_id)
-        .first::<String>(conn)
-        .optional()?;
+        .first::<String>(c))
+    .optional()?;
     Ok(id.map(TenantId::from_db))
 }
 
-pub fn set_default_tenant(
-    conn: &mut DbConnection,
+pub async fn set_default_tenant(
+    conn: &mut Conn,
     user_id: &str,
     tenant: Option<&TenantId>,
     now: i64,
 ) -> Result<(), Error> {
-    diesel::update(users::table.find(user_id))
+    run!(conn, |c| diesel::update(users::table.find(user_id))
         .set((
             users::default_tenant_id.eq(tenant.map(TenantId::as_str)),
             users::updated_at.eq(now),
         ))
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn set_disabled(
-    conn: &mut DbConnection,
+pub async fn set_disabled(
+    conn: &mut Conn,
     user_id: &str,
     disabled: bool,
     now: i64,
 ) -> Result<(), Error> {
-    diesel::update(users::table.find(user_id))
+    run!(conn, |c| diesel::update(users::table.find(user_id))
         .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn set_password_hash(
-    conn: &mut DbConnection,
+pub async fn set_password_hash(
+    conn: &mut Conn,
     user_id: &str,
     hash: &str,
     now: i64,
 ) -> Result<(), Error> {
-    diesel::update(users::table.find(user_id))
+    run!(conn, |c| diesel::update(users::table.find(user_id))
         .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
-pub fn password_hash(
-    conn: &mut DbConnection,
-    username: &Username,
-) -> Result<Option<String>, Error> {
-    Ok(users::table
+pub async fn password_hash(conn: &mut Conn, username: &Username) -> Result<Option<String>, Error> {
+    Ok(run!(conn, |c| users::table
         .filter(users::username.eq(username.as_str()))
         .select(users::password_hash)
-        .get_result(conn)
-        .optional()?)
+        .get_result(c))
+    .optional()?)
 }
 
-pub fn find(conn: &mut DbConnection, username: &Username) -> Result<Option<User>, Error> {
-    let id = users::table
+pub async fn find(conn: &mut Conn, username: &Username) -> Result<Option<User>, Error> {
+    let id = run!(conn, |c| users::table
         .filter(users::username.eq(username.as_str()))
         .select(users::id)
-        .get_result::<String>(conn)
-        .optional()?;
+        .get_result::<String>(c))
+    .optional()?;
     match id {
-        Some(id) => find_by_id(conn, &id),
+        Some(id) => find_by_id(conn, &id).await,
         None => Ok(None),
     }
 }
@@ -179,8 +176,8 @@ pub(super) type MembershipCells = (Option<String>, Option<String>, Option<String
 
 /// The user with its memberships in one statement (every grant needs both): one row per
 /// membership, or a single row without one.
-pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Error> {
-    let rows = on_backend!(conn, |c| users::table
+pub async fn find_by_id(conn: &mut Conn, id: &str) -> Result<Option<User>, Error> {
+    let rows = run!(conn, |c| users::table
         .left_join(memberships::table.on(memberships::user_id.eq(users::id)))
         .left_join(tenants::table.on(tenants::id.eq(memberships::tenant_id)))
         .filter(users::id.eq(id))
@@ -190,18 +187,18 @@ pub fn find_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<User>, Err
     one_user(rows)
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, Error> {
-    let rows = users::table
+pub async fn list(conn: &mut Conn) -> Result<Vec<User>, Error> {
+    let rows = run!(conn, |c| users::table
         .select(UserRow::as_select())
         .order(users::username)
-        .load(conn)?;
-    assemble(conn, rows)
+        .load(c))?;
+    assemble(conn, rows).await
 }
 
 /// Attaches memberships (with tenant names) to user rows in one query.
-fn assemble(conn: &mut DbConnection, rows: Vec<UserRow>) -> Result<Vec<User>, Error> {
+async fn assemble(conn: &mut Conn, rows: Vec<UserRow>) -> Result<Vec<User>, Error> {
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let found: Vec<(String, String, String, String)> = memberships::table
+    let found: Vec<(String, String, String, String)> = run!(conn, |c| memberships::table
         .inner_join(tenants::table)
         .filter(memberships::user_id.eq_any(&ids))
         .order((memberships::created_at, memberships::tenant_id))
@@ -211,7 +208,7 @@ fn assemble(conn: &mut DbConnection, rows: Vec<UserRow>) -> Result<Vec<User>, Er
             tenants::name,
             memberships::role,
         ))
-        .load(conn)?;
+        .load(c))?;
     let mut by_user: HashMap<String, Vec<Membership>> = HashMap::new();
     for (user_id, tenant_id, name, role) in found {
         by_user

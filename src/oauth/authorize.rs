@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web as aweb, HttpRequest, HttpResponse};
 
 use crate::authorization::{AuthorizationRequest, Prompt, Refusal};
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 use crate::sessions;
 use crate::startup::AppState;
@@ -56,21 +56,21 @@ pub fn internal(error: Error) -> Step {
 }
 
 /// Validates the request and finds the signed-in user (a blocking step).
-pub fn start(
+pub async fn start(
     state: &AppState,
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     query: &str,
     session: Option<&str>,
     now: i64,
 ) -> Result<Step, Error> {
-    let request = match AuthorizationRequest::parse(conn, query, &state.tokens.issuer) {
+    let request = match AuthorizationRequest::parse(conn, query, &state.tokens.issuer).await {
         Ok(request) => request,
         Err(refusal) => return Ok(refusal.into()),
     };
     // prompt=login asks for a fresh sign-in whatever the session (OpenID Connect Core §3.1.2.1).
     let user = match (request.prompt, session) {
         (Prompt::Login, _) | (_, None) => None,
-        (_, Some(cookie)) => sessions::user(conn, cookie, now)?,
+        (_, Some(cookie)) => sessions::user(conn, cookie, now).await?,
     };
     match user {
         None if request.prompt == Prompt::None => Ok(Step::Redirect(request.error_redirect(
@@ -79,7 +79,7 @@ pub fn start(
             &state.tokens.issuer,
         ))),
         None => Ok(login_step(&request, query, String::new(), None)),
-        Some(user) => after_sign_in(state, conn, request, query, user, now),
+        Some(user) => after_sign_in(state, conn, request, query, user, now).await,
     }
 }
 
@@ -100,9 +100,9 @@ pub fn login_step(
 
 /// With a signed-in user: a code at once when consent was given before (and not asked for
 /// again), otherwise the consent page (or `consent_required` for prompt=none).
-pub fn after_sign_in(
+pub async fn after_sign_in(
     state: &AppState,
-    conn: &mut DbConnection,
+    conn: &mut Conn,
     request: AuthorizationRequest,
     query: &str,
     user: User,
@@ -119,10 +119,12 @@ pub fn after_sign_in(
             )))
         }
     };
-    if request.prompt != Prompt::Consent && request.consent_remembered(conn, &user, &tenant)? {
+    if request.prompt != Prompt::Consent && request.consent_remembered(conn, &user, &tenant).await?
+    {
         let code = state
             .tokens
-            .issue_code(conn, &request, &user, &tenant, now)?;
+            .issue_code(conn, &request, &user, &tenant, now)
+            .await?;
         return Ok(Step::Redirect(request.code_redirect(code.expose(), issuer)));
     }
     if request.prompt == Prompt::None {
@@ -200,21 +202,23 @@ pub async fn authorize(req: HttpRequest, state: aweb::Data<AppState>) -> HttpRes
     let query = req.query_string().to_owned();
     let session = state.cookies().session_value(&req);
     let worker = state.clone();
-    let step = aweb::block(move || {
-        let mut conn = worker.db.conn()?;
-        start(
-            &worker,
-            &mut conn,
-            &query,
-            session.as_deref(),
-            worker.clock.now(),
-        )
-    })
-    .await;
+    let step = worker
+        .store
+        .clone()
+        .run(async move |conn| {
+            start(
+                &worker,
+                conn,
+                &query,
+                session.as_deref(),
+                worker.clock.now(),
+            )
+            .await
+        })
+        .await;
     let step = match step {
-        Ok(Ok(step)) => step,
-        Ok(Err(error)) => internal(error),
-        Err(error) => internal(Error::Internal(error.to_string())),
+        Ok(step) => step,
+        Err::<_, Error>(error) => internal(error),
     };
     respond(&req, &state, step, false)
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 
 use super::error::OAuthError;
 use crate::clients::{self, Client, KnownClients};
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::form::Form;
 
 /// The credentials a request presented, before they are checked.
@@ -74,8 +74,8 @@ fn parse_basic(value: &str) -> Result<Presented, OAuthError> {
 
 /// The client, if the credentials are right: a confidential client with its secret, a public
 /// client with none.
-pub fn authenticate(
-    conn: &mut DbConnection,
+pub async fn authenticate(
+    conn: &mut Conn,
     known: &KnownClients,
     presented: Option<Presented>,
 ) -> Result<Client, OAuthError> {
@@ -86,7 +86,8 @@ pub fn authenticate(
         known,
         &presented.client_id,
         presented.secret.as_deref(),
-    )?
+    )
+    .await?
     .ok_or_else(|| OAuthError::InvalidClient("client authentication failed".into()))
 }
 

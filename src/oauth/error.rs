@@ -4,14 +4,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::error::Error;
 pub use crate::tokens::error::OAuthError;
-
-impl From<actix_web::error::BlockingError> for OAuthError {
-    fn from(error: actix_web::error::BlockingError) -> Self {
-        OAuthError::Server(Error::Internal(format!("blocking task failed: {error}")))
-    }
-}
 
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {

@@ -8,11 +8,11 @@ use crate::startup::AppState;
 pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let mut loaded = state.tokens.keys.get();
     if !loaded.is_fresh() {
-        loaded = web::block(move || {
-            let mut conn = state.db.conn()?;
-            state.tokens.keys.for_jwks(&mut conn, state.clock.now())
-        })
-        .await??;
+        loaded = state
+            .store
+            .clone()
+            .run(async move |conn| state.tokens.keys.for_jwks(conn, state.clock.now()).await)
+            .await?;
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))

@@ -39,14 +39,16 @@ pub async fn authorization_server(state: web::Data<AppState>) -> Result<HttpResp
         Some(doc) => doc,
         None => {
             let state = state.clone();
-            web::block(move || {
-                let mut conn = state.db.conn()?;
-                let scopes = crate::clients::all_scopes(&mut conn)?;
-                let doc = Arc::new(document(&state.tokens.issuer, &scopes).to_string());
-                state.metadata.store(doc.clone());
-                Ok::<_, OAuthError>(doc)
-            })
-            .await??
+            state
+                .store
+                .clone()
+                .run(async move |conn| {
+                    let scopes = crate::clients::all_scopes(conn).await?;
+                    let doc = Arc::new(document(&state.tokens.issuer, &scopes).to_string());
+                    state.metadata.store(doc.clone());
+                    Ok::<_, OAuthError>(doc)
+                })
+                .await?
         }
     };
     Ok(HttpResponse::Ok()

@@ -12,14 +12,17 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let form = form::read(&req, payload, state.max_body_bytes).await?;
     let presented = client_auth::presented(&req, &form)?;
-    web::block(move || {
-        let mut conn = state.db.conn()?;
-        let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
-        let token = form.require("token")?;
-        state
-            .tokens
-            .revoke(&mut conn, &client, token, state.clock.now())
-    })
-    .await??;
+    state
+        .store
+        .clone()
+        .run(async move |conn| {
+            let client = client_auth::authenticate(conn, &state.clients, presented).await?;
+            let token = form.require("token")?;
+            state
+                .tokens
+                .revoke(conn, &client, token, state.clock.now())
+                .await
+        })
+        .await?;
     Ok(no_store(HttpResponse::Ok()).finish())
 }

@@ -21,16 +21,19 @@ pub async fn token(
         Some("password") => (state.proxies.source(&req), crate::passwords::turn().await),
         _ => (String::new(), None),
     };
-    let response = web::block(move || {
-        let mut conn = state.db.conn()?;
-        // The client first: an unauthenticated caller learns nothing about the request.
-        let client = client_auth::authenticate(&mut conn, &state.clients, presented)?;
-        let request = grant_request(&form, source)?;
-        state
-            .tokens
-            .grant(&mut conn, &client, request, state.clock.now())
-    })
-    .await??;
+    let response = state
+        .store
+        .clone()
+        .run(async move |conn| {
+            // The client first: an unauthenticated caller learns nothing about the request.
+            let client = client_auth::authenticate(conn, &state.clients, presented).await?;
+            let request = grant_request(&form, source)?;
+            state
+                .tokens
+                .grant(conn, &client, request, state.clock.now())
+                .await
+        })
+        .await?;
     Ok(no_store(HttpResponse::Ok()).json(response))
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::exchange::EXCHANGED_SID_PREFIX;
 use super::TokenService;
 use crate::clients::Client;
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 use crate::keys::{KeyRing, Loaded, SigningKey, ALGORITHM};
 
@@ -104,10 +104,10 @@ impl Default for VerifiedTokens {
 impl VerifiedTokens {
     /// `verify` against the ring (reloaded when another instance introduced a new key),
     /// answered from the cache when these exact bytes verified before.
-    pub fn verify(
+    pub async fn verify(
         &self,
         ring: &KeyRing,
-        conn: &mut crate::db::DbConnection,
+        conn: &mut Conn,
         token: &str,
         issuer: &str,
         audience: &str,
@@ -120,7 +120,7 @@ impl VerifiedTokens {
         let Some(kid) = kid(token) else {
             return Ok(None);
         };
-        let keys = ring.for_verifying(conn, &kid, now)?;
+        let keys = ring.for_verifying(conn, &kid, now).await?;
         let claims = verify(&keys, token, issuer, audience, now);
         if let Some(claims) = &claims {
             self.cache.insert(key, Arc::new(claims.clone()));
@@ -132,20 +132,21 @@ impl VerifiedTokens {
 impl TokenService {
     /// An access token that is genuine, unexpired and still backed by everything it depends on
     /// (family, user, membership, not revoked), with the user's name.
-    pub fn verify_access_token(
+    pub async fn verify_access_token(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         token: &str,
         now: i64,
     ) -> Result<Option<(AccessClaims, Option<String>)>, Error> {
-        let Some(claims) =
-            self.verified
-                .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)?
+        let Some(claims) = self
+            .verified
+            .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)
+            .await?
         else {
             return Ok(None);
         };
         if claims.sid.starts_with(EXCHANGED_SID_PREFIX) {
-            let principal = self.exchanged_principal(conn, &claims, now)?;
+            let principal = self.exchanged_principal(conn, &claims, now).await?;
             return Ok(principal.map(|p| (claims, p.username)));
         }
         let username = db::tokens::access_token_username(
@@ -154,18 +155,19 @@ impl TokenService {
             &claims.jti,
             &claims.sub,
             &claims.tenant,
-        )?;
+        )
+        .await?;
         Ok(username.map(|name| (claims, Some(name))))
     }
 
     /// RFC 7662 for a JWT: what it claims, while it is genuine and still backed.
-    pub(super) fn introspect_access(
+    pub(super) async fn introspect_access(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         token: &str,
         now: i64,
     ) -> Result<Option<Value>, Error> {
-        let Some((claims, username)) = self.verify_access_token(conn, token, now)? else {
+        let Some((claims, username)) = self.verify_access_token(conn, token, now).await? else {
             return Ok(None);
         };
         let mut answer = json!({
@@ -189,19 +191,20 @@ impl TokenService {
     }
 
     /// Listed as revoked until it expires, when it is the calling client's.
-    pub(super) fn revoke_access(
+    pub(super) async fn revoke_access(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         token: &str,
         now: i64,
     ) -> Result<(), Error> {
-        if let Some(claims) =
-            self.verified
-                .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)?
+        if let Some(claims) = self
+            .verified
+            .verify(&self.keys, conn, token, &self.issuer, &self.audience, now)
+            .await?
         {
             if claims.client_id == client.client_id {
-                db::tokens::revoke_access_token(conn, &claims.jti, claims.exp)?;
+                db::tokens::revoke_access_token(conn, &claims.jti, claims.exp).await?;
             }
         }
         Ok(())
@@ -234,10 +237,8 @@ mod service_tests {
         let forged = format!("{signed}.{flipped}{}", &signature[1..]);
         assert!(!f.active(&forged, T0 + 2));
         // Revocation is a liveness question, never answered from the cache.
-        let mut conn = f.db.conn().expect("conn");
-        f.service
-            .revoke(&mut conn, &f.client, &jwt, T0 + 3)
-            .expect("revoke");
+        let mut conn = f.conn();
+        block_on(f.service.revoke(&mut conn, &f.client, &jwt, T0 + 3)).expect("revoke");
         assert!(!f.active(&jwt, T0 + 4));
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::db::api_tokens::ApiTokenRow;
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 use crate::secrets::{self, PlainSecret};
 use crate::tenants::TenantId;
@@ -289,8 +289,8 @@ pub fn may_change(principal: &Principal, token: &ApiToken, change: Change) -> bo
     }
 }
 
-pub fn create(
-    conn: &mut DbConnection,
+pub async fn create(
+    conn: &mut Conn,
     principal: &Principal,
     tenant: &TenantId,
     new: NewApiToken,
@@ -369,16 +369,17 @@ pub fn create(
         expires_at: new.expires_at,
         last_used_at: None,
     };
-    db::api_tokens::insert(conn, &row)?;
-    let token = db::api_tokens::find(conn, tenant, &row.id)?
+    db::api_tokens::insert(conn, &row).await?;
+    let token = db::api_tokens::find(conn, tenant, &row.id)
+        .await?
         .ok_or_else(|| ApiError::Internal(Error::Internal("created token vanished".into())))?;
     Ok((token, secret))
 }
 
 /// A user sees their own personal tokens; an admin also every member's personal tokens (to
 /// revoke them); an owner also the tenant's system tokens.
-pub fn list(
-    conn: &mut DbConnection,
+pub async fn list(
+    conn: &mut Conn,
     principal: &Principal,
     tenant: &TenantId,
 ) -> Result<Vec<ApiToken>, ApiError> {
@@ -388,7 +389,7 @@ pub fn list(
             "a system token cannot list tokens".into(),
         ));
     };
-    let all = db::api_tokens::list(conn, tenant)?;
+    let all = db::api_tokens::list(conn, tenant).await?;
     let owner = principal.is_owner();
     let admin = principal.is_admin_or_owner();
     Ok(all
@@ -400,8 +401,8 @@ pub fn list(
         .collect())
 }
 
-fn managed(
-    conn: &mut DbConnection,
+async fn managed(
+    conn: &mut Conn,
     principal: &Principal,
     tenant: &TenantId,
     id: &str,
@@ -409,7 +410,8 @@ fn managed(
 ) -> Result<ApiToken, ApiError> {
     in_tenant(principal, tenant)?;
     principal.may_manage_tokens()?;
-    let token = db::api_tokens::find(conn, tenant, id)?
+    let token = db::api_tokens::find(conn, tenant, id)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("no token {id} in tenant {tenant}")))?;
     if may_change(principal, &token, change) {
         Ok(token)
@@ -426,18 +428,18 @@ fn managed(
 
 /// The tenants a principal may act in: every membership of its user, or a system token's
 /// own tenant alone. `None` when the user no longer exists.
-pub fn usable_tenants(
-    conn: &mut DbConnection,
+pub async fn usable_tenants(
+    conn: &mut Conn,
     principal: &Principal,
 ) -> Result<Option<Vec<super::TenantRef>>, Error> {
     let Some(user_id) = &principal.user_id else {
-        let tenant = crate::tenants::get(conn, &principal.tenant)?;
+        let tenant = crate::tenants::get(conn, &principal.tenant).await?;
         return Ok(Some(vec![super::TenantRef {
             id: tenant.id,
             name: tenant.name,
         }]));
     };
-    Ok(db::users::find_by_id(conn, user_id)?.map(|user| {
+    Ok(db::users::find_by_id(conn, user_id).await?.map(|user| {
         user.tenants
             .into_iter()
             .map(|m| super::TenantRef {
@@ -449,57 +451,57 @@ pub fn usable_tenants(
 }
 
 /// A new secret for the same token (id, name and roles stay); the old secret fails at once.
-pub fn renew(
-    conn: &mut DbConnection,
+pub async fn renew(
+    conn: &mut Conn,
     principal: &Principal,
     tenant: &TenantId,
     id: &str,
 ) -> Result<(ApiToken, PlainSecret), ApiError> {
-    let token = managed(conn, principal, tenant, id, Change::Renew)?;
+    let token = managed(conn, principal, tenant, id, Change::Renew).await?;
     let secret = generate(token.kind);
-    db::api_tokens::set_digest(conn, &token.tenant, &token.id, &secret.digest())?;
+    db::api_tokens::set_digest(conn, &token.tenant, &token.id, &secret.digest()).await?;
     Ok((token, secret))
 }
 
-pub fn delete(
-    conn: &mut DbConnection,
+pub async fn delete(
+    conn: &mut Conn,
     principal: &Principal,
     tenant: &TenantId,
     id: &str,
 ) -> Result<(), ApiError> {
-    let token = managed(conn, principal, tenant, id, Change::Revoke)?;
-    db::api_tokens::delete(conn, &token.tenant, &token.id)?;
+    let token = managed(conn, principal, tenant, id, Change::Revoke).await?;
+    db::api_tokens::delete(conn, &token.tenant, &token.id).await?;
     Ok(())
 }
 
 /// The principal behind an API token, if it is well formed, known, unexpired and (for a
 /// personal token) its owner is enabled and still a member of the tenant.
-pub fn authenticate(
-    conn: &mut DbConnection,
+pub async fn authenticate(
+    conn: &mut Conn,
     raw: &str,
     now: i64,
 ) -> Result<Option<Principal>, Error> {
     if well_formed(raw).is_none() {
         return Ok(None);
     }
-    let Some(row) = db::api_tokens::by_digest(conn, &secrets::digest(raw))? else {
+    let Some(row) = db::api_tokens::by_digest(conn, &secrets::digest(raw)).await? else {
         return Ok(None);
     };
-    let principal = principal_of(conn, &row, now)?;
+    let principal = principal_of(conn, &row, now).await?;
     if principal.is_some()
         && row
             .last_used_at
             .is_none_or(|t| t <= now - LAST_USED_RESOLUTION)
     {
         let tenant = TenantId::from_db(row.tenant_id.clone());
-        db::api_tokens::touch(conn, &tenant, &row.id, now, now - LAST_USED_RESOLUTION)?;
+        db::api_tokens::touch(conn, &tenant, &row.id, now, now - LAST_USED_RESOLUTION).await?;
     }
     Ok(principal)
 }
 
 /// The principal behind a token row, if it still holds.
-pub fn principal_of(
-    conn: &mut DbConnection,
+pub async fn principal_of(
+    conn: &mut Conn,
     row: &ApiTokenRow,
     now: i64,
 ) -> Result<Option<Principal>, Error> {
@@ -522,7 +524,7 @@ pub fn principal_of(
     };
     match &row.user_id {
         Some(user_id) => {
-            let Some(user) = db::users::find_by_id(conn, user_id)? else {
+            let Some(user) = db::users::find_by_id(conn, user_id).await? else {
                 return Ok(None);
             };
             if user.disabled {
@@ -550,25 +552,25 @@ pub fn principal_of(
 impl super::TokenService {
     /// Who a bearer token on Keyframe's own APIs speaks for: an API token, or an access token
     /// (the user with their current role in the token's tenant).
-    pub fn principal(
+    pub async fn principal(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         bearer: &str,
         now: i64,
     ) -> Result<Option<Principal>, Error> {
         if well_formed(bearer).is_some() {
-            return authenticate(conn, bearer, now);
+            return authenticate(conn, bearer, now).await;
         }
-        let Some((claims, _)) = self.verify_access_token(conn, bearer, now)? else {
+        let Some((claims, _)) = self.verify_access_token(conn, bearer, now).await? else {
             return Ok(None);
         };
         if claims
             .sid
             .starts_with(super::exchange::EXCHANGED_SID_PREFIX)
         {
-            return self.exchanged_principal(conn, &claims, now);
+            return self.exchanged_principal(conn, &claims, now).await;
         }
-        let Some(user) = db::users::find_by_id(conn, &claims.sub)? else {
+        let Some(user) = db::users::find_by_id(conn, &claims.sub).await? else {
             return Ok(None);
         };
         let tenant = TenantId::from_db(claims.tenant.clone());
@@ -589,14 +591,14 @@ impl super::TokenService {
     }
 
     /// RFC 7662 for an API token: its kind, roles as scope, owner and tenant.
-    pub(super) fn introspect_api_token(
+    pub(super) async fn introspect_api_token(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         token: &str,
         now: i64,
     ) -> Result<Option<serde_json::Value>, Error> {
         use serde_json::json;
-        let Some(principal) = authenticate(conn, token, now)? else {
+        let Some(principal) = authenticate(conn, token, now).await? else {
             return Ok(None);
         };
         let kind = principal.api_token().map_or(Kind::System, |(_, kind)| kind);

@@ -4,7 +4,7 @@
 use super::{scope, TokenResponse, TokenService};
 use crate::clients::Client;
 use crate::db::codes::CodeRow;
-use crate::db::{self, write_transaction, DbConnection};
+use crate::db::{self, write_transaction, Conn};
 use crate::error::Error;
 use crate::secrets::{self, PlainSecret};
 use crate::tenants::TenantId;
@@ -16,9 +16,9 @@ const CODE_PREFIX: &str = "kf_ac_";
 impl TokenService {
     /// Issues a single-use authorization code (RFC 6749 §4.1.2: short-lived; 60 s by default), bound
     /// to the client, redirect URI, PKCE challenge, scope, tenant and user.
-    pub fn issue_code(
+    pub async fn issue_code(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         request: &crate::authorization::AuthorizationRequest,
         user: &User,
         tenant: &TenantId,
@@ -41,15 +41,16 @@ impl TokenService {
                 used_at: None,
                 family_id: None,
             },
-        )?;
+        )
+        .await?;
         Ok(code)
     }
 
     /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6). A second use fails and revokes what the
     /// first one produced (RFC 6749 §4.1.2).
-    pub(super) fn code_grant(
+    pub(super) async fn code_grant(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         code: &str,
         redirect_uri: Option<&str>,
@@ -62,14 +63,14 @@ impl TokenService {
             )
         };
         let digest = secrets::digest(code);
-        let Some(row) = db::codes::find(conn, &digest)? else {
+        let Some(row) = db::codes::find(conn, &digest).await? else {
             return Err(invalid());
         };
         if row.client_id != client.client_id {
             return Err(invalid());
         }
         if row.used_at.is_some() {
-            return Err(self.code_reused(conn, &row, now));
+            return Err(self.code_reused(conn, &row, now).await);
         }
         if row.expires_at <= now {
             return Err(invalid());
@@ -102,7 +103,8 @@ impl TokenService {
             }
             (None, None) => {}
         }
-        let user = db::users::find_by_id(conn, &row.user_id)?
+        let user = db::users::find_by_id(conn, &row.user_id)
+            .await?
             .filter(|u| !u.disabled)
             .ok_or_else(invalid)?;
         let tenant = TenantId::from_db(row.tenant_id.clone());
@@ -112,25 +114,27 @@ impl TokenService {
             )));
         }
         let (family, refresh) = self.new_grant(client, &user, row.scope.clone(), now);
-        let consumed = write_transaction(conn, |conn| {
+        let consumed = write_transaction(conn, async |conn| {
             // The family first: the code row points at it.
-            db::tokens::insert_family(conn, &family)?;
-            if !db::codes::consume(conn, &digest, &family.id, now)? {
+            db::tokens::insert_family(conn, &family).await?;
+            if !db::codes::consume(conn, &digest, &family.id, now).await? {
                 return Err(Error::AlreadyUsed);
             }
             if let Some(refresh) = &refresh {
                 db::tokens::insert_refresh(
                     conn,
                     &self.refresh_row(refresh, &family, &tenant, &family.scope, now),
-                )?;
+                )
+                .await?;
             }
             Ok(())
-        });
+        })
+        .await;
         match consumed {
             Ok(()) => {}
             Err(Error::AlreadyUsed) => {
-                let row = db::codes::find(conn, &digest)?.ok_or_else(invalid)?;
-                return Err(self.code_reused(conn, &row, now));
+                let row = db::codes::find(conn, &digest).await?.ok_or_else(invalid)?;
+                return Err(self.code_reused(conn, &row, now).await);
             }
             Err(e) => return Err(e.into()),
         }
@@ -144,11 +148,12 @@ impl TokenService {
             refresh,
             now,
         )
+        .await
     }
 
-    fn code_reused(&self, conn: &mut DbConnection, row: &CodeRow, now: i64) -> OAuthError {
+    async fn code_reused(&self, conn: &mut Conn, row: &CodeRow, now: i64) -> OAuthError {
         if let Some(family) = &row.family_id {
-            if let Err(error) = db::tokens::revoke_family(conn, family, now) {
+            if let Err(error) = db::tokens::revoke_family(conn, family, now).await {
                 return error.into();
             }
             tracing::warn!(family = %family, client_id = %row.client_id, "authorization code reuse: tokens revoked");

@@ -4,7 +4,7 @@
 use super::access::{self, AccessClaims};
 use super::{api, scope, TokenResponse, TokenService};
 use crate::clients::Client;
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 use crate::secrets;
 use crate::tenants::TenantId;
@@ -21,9 +21,9 @@ impl TokenService {
     /// offline. The JWT carries the token's tenant, its roles as scope, and as `sub` the owning
     /// user or `tenant:<id>` for a system token.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn exchange_grant(
+    pub(super) async fn exchange_grant(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         subject_token: &str,
         subject_token_type: &str,
@@ -45,12 +45,16 @@ impl TokenService {
         let unusable = || {
             OAuthError::InvalidRequest("the subject_token is not a valid Keyframe API token".into())
         };
-        let principal = api::authenticate(conn, subject_token, now)?.ok_or_else(unusable)?;
+        let principal = api::authenticate(conn, subject_token, now)
+            .await?
+            .ok_or_else(unusable)?;
         let (id, _) = principal.api_token().ok_or_else(unusable)?;
         let id = id.to_owned();
         // RFC 8693 §2.1: at most what the subject token carries (its roles).
         let scopes = scope::resolve(scope, &scope::split(&principal.scope()))?;
-        let row = db::api_tokens::by_id(conn, &principal.tenant, &id)?.ok_or_else(unusable)?;
+        let row = db::api_tokens::by_id(conn, &principal.tenant, &id)
+            .await?
+            .ok_or_else(unusable)?;
         let exp = principal
             .expires_at
             .map_or(now + self.settings.access_token_ttl, |t| {
@@ -68,7 +72,7 @@ impl TokenService {
             tenant: principal.tenant.as_str().to_owned(),
             sid: format!("{EXCHANGED_SID_PREFIX}{id}:{}", &row.digest[..12]),
         };
-        let keys = self.keys.for_signing(conn, now)?;
+        let keys = self.keys.for_signing(conn, now).await?;
         Ok(TokenResponse {
             access_token: access::encode(&keys.signing, &claims)?,
             token_type: "Bearer",
@@ -82,9 +86,9 @@ impl TokenService {
     }
 
     /// The API token behind an exchanged JWT, while it (this generation of it) still holds.
-    pub(super) fn exchanged_principal(
+    pub(super) async fn exchanged_principal(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         claims: &AccessClaims,
         now: i64,
     ) -> Result<Option<api::Principal>, Error> {
@@ -95,18 +99,19 @@ impl TokenService {
         else {
             return Ok(None);
         };
-        if db::tokens::is_revoked(conn, &claims.jti)? {
+        if db::tokens::is_revoked(conn, &claims.jti).await? {
             return Ok(None);
         }
         let tenant = TenantId::from_db(claims.tenant.clone());
-        let Some(row) = db::api_tokens::by_id(conn, &tenant, id)? else {
+        let Some(row) = db::api_tokens::by_id(conn, &tenant, id).await? else {
             return Ok(None);
         };
         if !row.digest.starts_with(generation) {
             return Ok(None);
         }
-        let Some(mut principal) =
-            api::principal_of(conn, &row, now)?.filter(|p| p.tenant.as_str() == claims.tenant)
+        let Some(mut principal) = api::principal_of(conn, &row, now)
+            .await?
+            .filter(|p| p.tenant.as_str() == claims.tenant)
         else {
             return Ok(None);
         };

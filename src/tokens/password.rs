@@ -3,16 +3,16 @@
 
 use super::{choose_tenant, parse_tenant, scope, TokenResponse, TokenService};
 use crate::clients::Client;
-use crate::db::{self, write_transaction, DbConnection};
+use crate::db::{self, write_transaction, Conn};
 use crate::error::Error;
 use crate::tokens::error::OAuthError;
 use crate::users;
 
 impl TokenService {
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn password_grant(
+    pub(super) async fn password_grant(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         username: &str,
         password: &str,
@@ -23,23 +23,26 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         let scopes = scope::resolve(scope, &client.scopes)?;
         let requested_tenant = tenant.map(parse_tenant).transpose()?;
-        let user = users::sign_in(conn, &self.settings, username, password, source, now)?;
+        let user = users::sign_in(conn, &self.settings, username, password, source, now).await?;
         let tenant = choose_tenant(&user, requested_tenant)?;
 
         let (family, refresh) = self.new_grant(client, &user, scope::join(&scopes), now);
-        write_transaction(conn, |conn| {
-            db::tokens::insert_family(conn, &family)?;
+        write_transaction(conn, async |conn| {
+            db::tokens::insert_family(conn, &family).await?;
             if let Some(refresh) = &refresh {
                 db::tokens::insert_refresh(
                     conn,
                     &self.refresh_row(refresh, &family, &tenant, &family.scope, now),
-                )?;
+                )
+                .await?;
             }
             Ok::<_, Error>(())
-        })?;
+        })
+        .await?;
         self.respond(
             conn, client, &user, &family.id, tenant, scopes, refresh, now,
         )
+        .await
     }
 }
 

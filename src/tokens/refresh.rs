@@ -9,7 +9,7 @@ use super::{
 };
 use crate::clients::Client;
 use crate::db::tokens::Family;
-use crate::db::{self, DbConnection};
+use crate::db::{self, Conn};
 use crate::error::Error;
 use crate::secrets::{self, PlainSecret};
 use crate::tenants::TenantId;
@@ -20,9 +20,9 @@ fn invalid_refresh() -> OAuthError {
 }
 
 impl TokenService {
-    pub(super) fn refresh_grant(
+    pub(super) async fn refresh_grant(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         presented: &str,
         scope: Option<&str>,
@@ -33,7 +33,8 @@ impl TokenService {
             return Err(invalid_refresh());
         }
         let digest = secrets::digest(presented);
-        let Some((token, family, user)) = db::tokens::find_refresh_with_user(conn, &digest)? else {
+        let Some((token, family, user)) = db::tokens::find_refresh_with_user(conn, &digest).await?
+        else {
             return Err(invalid_refresh());
         };
         // RFC 6749 §6: bound to its client. Another client learns nothing and changes nothing.
@@ -44,7 +45,7 @@ impl TokenService {
             return Err(invalid_refresh());
         }
         if let Some(used_at) = token.used_at {
-            return Err(self.reused(conn, &family, used_at, now));
+            return Err(self.reused(conn, &family, used_at, now).await);
         }
         if family.expires_at <= now || token.idle_expires_at <= now {
             return Err(invalid_refresh());
@@ -68,11 +69,11 @@ impl TokenService {
         // Everything above only read: a refused refresh leaves the token usable.
         let next = PlainSecret::generate(REFRESH_TOKEN_PREFIX);
         let next_row = self.refresh_row(&next, &family, &tenant, &scope::join(&scopes), now);
-        let consumed = db::tokens::rotate_refresh(conn, &digest, now, &next_row)?;
+        let consumed = db::tokens::rotate_refresh(conn, &digest, now, &next_row).await?;
         if !consumed {
             // Someone consumed it between our read and our write: a concurrent reuse.
-            let used_at = db::tokens::used_at(conn, &digest)?.unwrap_or(now);
-            return Err(self.reused(conn, &family, used_at, now));
+            let used_at = db::tokens::used_at(conn, &digest).await?.unwrap_or(now);
+            return Err(self.reused(conn, &family, used_at, now).await);
         }
         self.respond(
             conn,
@@ -84,25 +85,20 @@ impl TokenService {
             Some(next),
             now,
         )
+        .await
     }
 
     /// A rotated refresh token came back. Within the grace period (opt-in, for clients that
     /// race by design) it is only refused; otherwise it is treated as stolen and the whole
     /// family is revoked (RFC 9700 §4.14.2).
-    fn reused(
-        &self,
-        conn: &mut DbConnection,
-        family: &Family,
-        used_at: i64,
-        now: i64,
-    ) -> OAuthError {
+    async fn reused(&self, conn: &mut Conn, family: &Family, used_at: i64, now: i64) -> OAuthError {
         let grace = self.settings.refresh_reuse_grace;
         if grace > 0 && now - used_at <= grace {
             return OAuthError::InvalidGrant(
                 "the refresh token was just rotated: use the new one".into(),
             );
         }
-        if let Err(error) = db::tokens::revoke_family(conn, &family.id, now) {
+        if let Err(error) = db::tokens::revoke_family(conn, &family.id, now).await {
             return error.into();
         }
         tracing::warn!(family = %family.id, client_id = %family.client_id, "refresh token reuse: family revoked");
@@ -112,15 +108,15 @@ impl TokenService {
     }
 
     /// Active only for its own client, while its family, its user and the membership hold.
-    pub(super) fn introspect_refresh(
+    pub(super) async fn introspect_refresh(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         token: &str,
         now: i64,
     ) -> Result<Option<Value>, Error> {
         let Some((row, family, user)) =
-            db::tokens::find_refresh_with_user(conn, &secrets::digest(token))?
+            db::tokens::find_refresh_with_user(conn, &secrets::digest(token)).await?
         else {
             return Ok(None);
         };
@@ -152,16 +148,16 @@ impl TokenService {
     }
 
     /// Ends the whole family, when the token is the calling client's.
-    pub(super) fn revoke_refresh(
+    pub(super) async fn revoke_refresh(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut Conn,
         client: &Client,
         token: &str,
         now: i64,
     ) -> Result<(), Error> {
-        if let Some((_, family)) = db::tokens::find_refresh(conn, &secrets::digest(token))? {
+        if let Some((_, family)) = db::tokens::find_refresh(conn, &secrets::digest(token)).await? {
             if family.client_id == client.client_id {
-                db::tokens::revoke_family(conn, &family.id, now)?;
+                db::tokens::revoke_family(conn, &family.id, now).await?;
             }
         }
         Ok(())

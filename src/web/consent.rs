@@ -25,67 +25,70 @@ pub async fn consent(
     let chosen = form.get("tenant").map(str::to_owned);
     let session = state.cookies().session_value(&req);
     let worker = state.clone();
-    let step = aweb::block(move || {
-        let mut conn = worker.db.conn()?;
-        let now = worker.clock.now();
-        let issuer = &worker.tokens.issuer;
-        let request = match AuthorizationRequest::parse(&mut conn, &query, issuer) {
-            Ok(request) => request,
-            Err(refusal) => return Ok(Step::from(refusal)),
-        };
-        let user = match session.as_deref() {
-            Some(cookie) => sessions::user(&mut conn, cookie, now)?,
-            None => None,
-        };
-        // The session ended meanwhile: start over at the login page.
-        let Some(user) = user else {
-            return Ok(authorize::login_step(&request, &query, String::new(), None));
-        };
-        match decision.as_str() {
-            "deny" => Ok(Step::Redirect(request.error_redirect(
-                "access_denied",
-                "the user denied the request",
-                issuer,
-            ))),
-            "allow" => {
-                let tenant = match chosen.as_deref().map(TenantId::parse) {
-                    Some(Ok(t)) if user.membership(&t).is_some() => t,
-                    Some(_) => {
-                        return Ok(Step::Message(
-                            StatusCode::BAD_REQUEST,
-                            "That VideoManager is not available",
-                            "Choose one of the VideoManagers listed on the previous page.".into(),
-                        ));
-                    }
-                    None => match request.tenant_for(&user) {
-                        Ok(t) => t,
-                        Err(problem) => {
-                            return Ok(Step::Redirect(request.error_redirect(
-                                "invalid_request",
-                                &problem.to_string(),
-                                issuer,
-                            )))
+    let step = worker
+        .store
+        .clone()
+        .run(async move |conn| {
+            let now = worker.clock.now();
+            let issuer = &worker.tokens.issuer;
+            let request = match AuthorizationRequest::parse(conn, &query, issuer).await {
+                Ok(request) => request,
+                Err(refusal) => return Ok(Step::from(refusal)),
+            };
+            let user = match session.as_deref() {
+                Some(cookie) => sessions::user(conn, cookie, now).await?,
+                None => None,
+            };
+            // The session ended meanwhile: start over at the login page.
+            let Some(user) = user else {
+                return Ok(authorize::login_step(&request, &query, String::new(), None));
+            };
+            match decision.as_str() {
+                "deny" => Ok(Step::Redirect(request.error_redirect(
+                    "access_denied",
+                    "the user denied the request",
+                    issuer,
+                ))),
+                "allow" => {
+                    let tenant = match chosen.as_deref().map(TenantId::parse) {
+                        Some(Ok(t)) if user.membership(&t).is_some() => t,
+                        Some(_) => {
+                            return Ok(Step::Message(
+                                StatusCode::BAD_REQUEST,
+                                "That VideoManager is not available",
+                                "Choose one of the VideoManagers listed on the previous page."
+                                    .into(),
+                            ));
                         }
-                    },
-                };
-                request.remember_consent(&mut conn, &user, &tenant, now)?;
-                let code = worker
-                    .tokens
-                    .issue_code(&mut conn, &request, &user, &tenant, now)?;
-                Ok(Step::Redirect(request.code_redirect(code.expose(), issuer)))
+                        None => match request.tenant_for(&user) {
+                            Ok(t) => t,
+                            Err(problem) => {
+                                return Ok(Step::Redirect(request.error_redirect(
+                                    "invalid_request",
+                                    &problem.to_string(),
+                                    issuer,
+                                )))
+                            }
+                        },
+                    };
+                    request.remember_consent(conn, &user, &tenant, now).await?;
+                    let code = worker
+                        .tokens
+                        .issue_code(conn, &request, &user, &tenant, now)
+                        .await?;
+                    Ok(Step::Redirect(request.code_redirect(code.expose(), issuer)))
+                }
+                _ => Ok(Step::Message(
+                    StatusCode::BAD_REQUEST,
+                    "The form could not be read",
+                    "Choose Allow or Deny.".into(),
+                )),
             }
-            _ => Ok(Step::Message(
-                StatusCode::BAD_REQUEST,
-                "The form could not be read",
-                "Choose Allow or Deny.".into(),
-            )),
-        }
-    })
-    .await;
+        })
+        .await;
     let step = match step {
-        Ok(Ok(step)) => step,
-        Ok(Err::<_, Error>(error)) => authorize::internal(error),
-        Err(error) => authorize::internal(Error::Internal(error.to_string())),
+        Ok(step) => step,
+        Err::<_, Error>(error) => authorize::internal(error),
     };
     authorize::respond(&req, &state, step, true)
 }

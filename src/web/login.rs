@@ -37,55 +37,56 @@ pub async fn login(
     let source = state.proxies.source(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
-    let result = aweb::block(move || {
-        let mut conn = worker.db.conn()?;
-        let now = worker.clock.now();
-        let request = match AuthorizationRequest::parse(&mut conn, &query, &worker.tokens.issuer) {
-            Ok(request) => request,
-            Err(refusal) => return Ok((Step::from(refusal), Err(None))),
-        };
-        match web::sign_in(
-            &worker,
-            &mut conn,
-            previous.as_deref(),
-            &username,
-            &password,
-            &source,
-            now,
-        )? {
-            web::SignIn::Started(session) => {
-                let next = format!("/oauth/authorize?{}", without_prompt_login(&query));
-                Ok((Step::Redirect(next), Ok(session)))
+    let result = worker
+        .store
+        .clone()
+        .run(async move |conn| {
+            let now = worker.clock.now();
+            let request =
+                match AuthorizationRequest::parse(conn, &query, &worker.tokens.issuer).await {
+                    Ok(request) => request,
+                    Err(refusal) => return Ok((Step::from(refusal), Err(None))),
+                };
+            match web::sign_in(
+                &worker,
+                conn,
+                previous.as_deref(),
+                &username,
+                &password,
+                &source,
+                now,
+            )
+            .await?
+            {
+                web::SignIn::Started(session) => {
+                    let next = format!("/oauth/authorize?{}", without_prompt_login(&query));
+                    Ok((Step::Redirect(next), Ok(session)))
+                }
+                web::SignIn::Refused(refusal) => Ok((
+                    authorize::login_step(
+                        &request,
+                        &query,
+                        username.clone(),
+                        Some((refusal.status, refusal.message.to_owned())),
+                    ),
+                    Err(Some(refusal)),
+                )),
             }
-            web::SignIn::Refused(refusal) => Ok((
-                authorize::login_step(
-                    &request,
-                    &query,
-                    username.clone(),
-                    Some((refusal.status, refusal.message.to_owned())),
-                ),
-                Err(Some(refusal)),
-            )),
-        }
-    })
-    .await;
+        })
+        .await;
     match result {
-        Ok(Ok((Step::Redirect(location), Ok(session)))) => web::redirect(
+        Ok((Step::Redirect(location), Ok(session))) => web::redirect(
             StatusCode::SEE_OTHER,
             &location,
             web::signed_in_cookies(&state, &session),
         ),
-        Ok(Ok((step, Err(Some(refusal))))) => {
+        Ok((step, Err(Some(refusal)))) => {
             refusal.apply(authorize::respond(&req, &state, step, true))
         }
-        Ok(Ok((step, _))) => authorize::respond(&req, &state, step, true),
-        Ok(Err(error)) => authorize::respond(&req, &state, authorize::internal(error), true),
-        Err(error) => authorize::respond(
-            &req,
-            &state,
-            authorize::internal(Error::Internal(error.to_string())),
-            true,
-        ),
+        Ok((step, _)) => authorize::respond(&req, &state, step, true),
+        Err::<_, Error>(error) => {
+            authorize::respond(&req, &state, authorize::internal(error), true)
+        }
     }
 }
 
@@ -136,12 +137,12 @@ pub async fn logout(
     let cleared = || vec![state.cookies().clear_session()];
     if let Some(cookie) = state.cookies().session_value(&req) {
         let worker = state.clone();
-        let ended = aweb::block(move || {
-            let mut conn = worker.db.conn()?;
-            sessions::end(&mut conn, &cookie)
-        })
-        .await;
-        if !matches!(ended, Ok(Ok(()))) {
+        let ended = worker
+            .store
+            .clone()
+            .run(async move |conn| sessions::end(conn, &cookie).await)
+            .await;
+        if ended.is_err() {
             tracing::error!("sign-out could not end the session in the database");
             return web::message_with_cookies(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@ use actix_web::{web as aweb, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::db::DbConnection;
+use crate::db::Conn;
 use crate::error::Error;
 
 use crate::secrets::PlainSecret;
@@ -134,15 +134,15 @@ fn principal(user: &User, tenant: Option<&str>) -> Result<Principal, &'static st
     })
 }
 
-fn render_page(
-    conn: &mut DbConnection,
+async fn render_page(
+    conn: &mut Conn,
     user: &User,
     principal: &Principal,
     created: Option<Created>,
     error: Option<String>,
     csrf: String,
 ) -> Result<TokensPage, ApiError> {
-    let tokens = api::list(conn, principal, &principal.tenant)?;
+    let tokens = api::list(conn, principal, &principal.tenant).await?;
     let mine = |t: &&ApiToken| {
         t.kind == Kind::Personal && t.owner.as_ref().is_some_and(|o| o.id == user.id)
     };
@@ -226,43 +226,35 @@ fn sign_in_location(next: &str) -> String {
 
 async fn run<F>(req: &HttpRequest, state: &aweb::Data<AppState>, next: String, f: F) -> HttpResponse
 where
-    F: FnOnce(&mut DbConnection, &User, String, i64) -> Result<Outcome, Error> + Send + 'static,
+    F: AsyncFnOnce(&mut Conn, &User, String, i64) -> Result<Outcome, Error> + Send + 'static,
 {
     let (csrf, cookie) = state.cookies().csrf_token(req);
     let session = state.cookies().session_value(req);
     let worker = state.clone();
-    let outcome = aweb::block(move || {
-        let mut conn = worker.db.conn()?;
-        let now = worker.clock.now();
-        let user = match session.as_deref() {
-            Some(cookie) => sessions::user(&mut conn, cookie, now)?,
-            None => None,
-        };
-        match user {
-            Some(user) => f(&mut conn, &user, csrf, now),
-            None => Ok(Outcome::SignIn(sign_in_location(&next))),
-        }
-    })
-    .await;
+    let outcome = worker
+        .store
+        .clone()
+        .run(async move |conn| {
+            let now = worker.clock.now();
+            let user = match session.as_deref() {
+                Some(cookie) => sessions::user(conn, cookie, now).await?,
+                None => None,
+            };
+            match user {
+                Some(user) => f(conn, &user, csrf, now).await,
+                None => Ok(Outcome::SignIn(sign_in_location(&next))),
+            }
+        })
+        .await;
     let cookies: Vec<_> = cookie.into_iter().collect();
     match outcome {
-        Ok(Ok(Outcome::Page(status, page))) => {
-            web::page_with_script(status, page.as_ref(), cookies)
-        }
-        Ok(Ok(Outcome::Confirm(page))) => web::page(StatusCode::OK, page.as_ref(), None, cookies),
-        Ok(Ok(Outcome::SignIn(location) | Outcome::Redirect(location))) => {
+        Ok(Outcome::Page(status, page)) => web::page_with_script(status, page.as_ref(), cookies),
+        Ok(Outcome::Confirm(page)) => web::page(StatusCode::OK, page.as_ref(), None, cookies),
+        Ok(Outcome::SignIn(location) | Outcome::Redirect(location)) => {
             web::redirect(StatusCode::SEE_OTHER, &location, cookies)
         }
-        Ok(Ok(Outcome::Message(status, title, message))) => web::message(status, title, &message),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "token page failed");
-            web::message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Something went wrong",
-                "Please try again in a moment.",
-            )
-        }
-        Err(error) => {
+        Ok(Outcome::Message(status, title, message)) => web::message(status, title, &message),
+        Err::<_, Error>(error) => {
             tracing::error!(%error, "token page failed");
             web::message(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -274,8 +266,8 @@ where
 }
 
 /// An API refusal shown on the page itself (the form stays usable).
-fn refused(
-    conn: &mut DbConnection,
+async fn refused(
+    conn: &mut Conn,
     user: &User,
     principal: &Principal,
     error: ApiError,
@@ -288,12 +280,13 @@ fn refused(
         ApiError::Internal(_) => return Err(Error::Internal(error.to_string())),
     };
     let page = render_page(conn, user, principal, None, Some(error.to_string()), csrf)
+        .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(Outcome::Page(status, Box::new(page)))
 }
 
-fn created_page(
-    conn: &mut DbConnection,
+async fn created_page(
+    conn: &mut Conn,
     user: &User,
     principal: &Principal,
     verb: &'static str,
@@ -307,6 +300,7 @@ fn created_page(
         secret: secret.expose().to_owned(),
     };
     let page = render_page(conn, user, principal, Some(created), None, csrf)
+        .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(Outcome::Page(StatusCode::OK, Box::new(page)))
 }
@@ -330,7 +324,7 @@ pub async fn show(
             .map(|t| format!("?tenant={t}"))
             .unwrap_or_default()
     );
-    run(&req, &state, next, move |conn, user, csrf, _| {
+    run(&req, &state, next, async move |conn, user, csrf, _| {
         let principal = match principal(user, tenant.as_deref()) {
             Ok(p) => p,
             Err(problem) => {
@@ -341,9 +335,9 @@ pub async fn show(
                 ))
             }
         };
-        match render_page(conn, user, &principal, None, None, csrf) {
+        match render_page(conn, user, &principal, None, None, csrf).await {
             Ok(page) => Ok(Outcome::Page(StatusCode::OK, Box::new(page))),
-            Err(error) => refused(conn, user, &principal, error, String::new()),
+            Err(error) => refused(conn, user, &principal, error, String::new()).await,
         }
     })
     .await
@@ -371,7 +365,7 @@ pub async fn create(
         &req,
         &state,
         "/tokens".into(),
-        move |conn, user, csrf, now| {
+        async move |conn, user, csrf, now| {
             let principal = match principal(user, tenant.as_deref()) {
                 Ok(p) => p,
                 Err(problem) => {
@@ -394,15 +388,16 @@ pub async fn create(
                             ApiError::Invalid("the expiry date is not a date".into()),
                             csrf,
                         )
+                        .await
                     }
                 },
             };
             let new = NewApiToken::from_form(name, kind, roles, expires_at);
-            match api::create(conn, &principal, &principal.tenant.clone(), new, now) {
+            match api::create(conn, &principal, &principal.tenant.clone(), new, now).await {
                 Ok((token, secret)) => {
-                    created_page(conn, user, &principal, "Created", &token, &secret, csrf)
+                    created_page(conn, user, &principal, "Created", &token, &secret, csrf).await
                 }
-                Err(error) => refused(conn, user, &principal, error, csrf),
+                Err(error) => refused(conn, user, &principal, error, csrf).await,
             }
         },
     )
@@ -423,14 +418,14 @@ pub async fn confirm(
         "revoke" => "revoke",
         _ => return crate::http::not_found().await,
     };
-    run(&req, &state, "/tokens".into(), move |conn, user, csrf, _| {
+    run(&req, &state, "/tokens".into(), async move |conn, user, csrf, _| {
         let principal = match principal(user, tenant.as_deref()) {
             Ok(p) => p,
             Err(problem) => return Ok(Outcome::Message(StatusCode::FORBIDDEN, "Not available", problem.into())),
         };
-        let tokens = match api::list(conn, &principal, &principal.tenant) {
+        let tokens = match api::list(conn, &principal, &principal.tenant).await {
             Ok(tokens) => tokens,
-            Err(error) => return refused(conn, user, &principal, error, csrf),
+            Err(error) => return refused(conn, user, &principal, error, csrf).await,
         };
         let Some(token) = tokens.into_iter().find(|t| t.id == id) else {
             return Ok(Outcome::Message(StatusCode::NOT_FOUND, "No such token", "It may have been revoked already.".into()));
@@ -481,7 +476,7 @@ pub async fn change(
         &req,
         &state,
         "/tokens".into(),
-        move |conn, user, csrf, _| {
+        async move |conn, user, csrf, _| {
             let principal = match principal(user, tenant.as_deref()) {
                 Ok(p) => p,
                 Err(problem) => {
@@ -494,16 +489,16 @@ pub async fn change(
             };
             let tenant = principal.tenant.clone();
             if action == "renew" {
-                match api::renew(conn, &principal, &tenant, &id) {
+                match api::renew(conn, &principal, &tenant, &id).await {
                     Ok((token, secret)) => {
-                        created_page(conn, user, &principal, "Renewed", &token, &secret, csrf)
+                        created_page(conn, user, &principal, "Renewed", &token, &secret, csrf).await
                     }
-                    Err(error) => refused(conn, user, &principal, error, csrf),
+                    Err(error) => refused(conn, user, &principal, error, csrf).await,
                 }
             } else {
-                match api::delete(conn, &principal, &tenant, &id) {
+                match api::delete(conn, &principal, &tenant, &id).await {
                     Ok(()) => Ok(Outcome::Redirect(format!("/tokens?tenant={tenant}"))),
-                    Err(error) => refused(conn, user, &principal, error, csrf),
+                    Err(error) => refused(conn, user, &principal, error, csrf).await,
                 }
             }
         },
@@ -574,30 +569,34 @@ pub async fn login(
     let source = state.proxies.source(&req);
     let worker = state.clone();
     let _turn = crate::passwords::turn().await;
-    let result = aweb::block(move || {
-        let mut conn = worker.db.conn()?;
-        let now = worker.clock.now();
-        match web::sign_in(
-            &worker,
-            &mut conn,
-            previous.as_deref(),
-            &username,
-            &password,
-            &source,
-            now,
-        )? {
-            web::SignIn::Started(session) => Ok::<_, Error>(Ok(session)),
-            web::SignIn::Refused(refusal) => Ok(Err((refusal, username))),
-        }
-    })
-    .await;
+    let result = worker
+        .store
+        .clone()
+        .run(async move |conn| {
+            let now = worker.clock.now();
+            match web::sign_in(
+                &worker,
+                conn,
+                previous.as_deref(),
+                &username,
+                &password,
+                &source,
+                now,
+            )
+            .await?
+            {
+                web::SignIn::Started(session) => Ok::<_, Error>(Ok(session)),
+                web::SignIn::Refused(refusal) => Ok(Err((refusal, username))),
+            }
+        })
+        .await;
     match result {
-        Ok(Ok(Ok(session))) => web::redirect(
+        Ok(Ok(session)) => web::redirect(
             StatusCode::SEE_OTHER,
             &next,
             web::signed_in_cookies(&state, &session),
         ),
-        Ok(Ok(Err((refusal, username)))) => {
+        Ok(Err((refusal, username))) => {
             let (csrf, cookie) = state.cookies().csrf_token(&req);
             let page = LoginPage {
                 action: "/login",

@@ -13,8 +13,9 @@ fn ids(list: &Value, key: &str, field: &str) -> Vec<String> {
 }
 
 /// Whether `username` signs in with `password`, checked in storage.
-fn signs_in(conn: &mut keyframe::db::DbConnection, username: &str, password: &str) -> bool {
+async fn signs_in(conn: &mut keyframe::db::Conn, username: &str, password: &str) -> bool {
     keyframe::users::check_password(conn, username, password)
+        .await
         .expect("check")
         .is_some()
 }
@@ -106,9 +107,9 @@ async fn users_and_memberships_round_trip(backend: Backend) {
 
     // The password is the first line without its line ending, stored as argon2id.
     let pool = db.connect();
-    let mut conn = pool.conn().expect("conn");
-    assert!(signs_in(&mut conn, "ALICE", "s3cret pass"));
-    assert!(!signs_in(&mut conn, "alice", "s3cret pass\r"));
+    let mut conn = pool.conn().await.expect("conn");
+    assert!(signs_in(&mut conn, "ALICE", "s3cret pass").await);
+    assert!(!signs_in(&mut conn, "alice", "s3cret pass\r").await);
 
     let listed = keyframe(&db.url, &["--json", "user", "list"], None)
         .await
@@ -155,7 +156,7 @@ async fn users_and_memberships_round_trip(backend: Backend) {
         .json();
     assert_eq!(disabled["disabled"], true);
     assert!(
-        !signs_in(&mut conn, "alice", "s3cret pass"),
+        !signs_in(&mut conn, "alice", "s3cret pass").await,
         "a disabled user does not sign in"
     );
     let enabled = keyframe(&db.url, &["--json", "user", "enable", "alice"], None)
@@ -177,8 +178,8 @@ async fn users_and_memberships_round_trip(backend: Backend) {
     .await
     .json();
     assert_eq!(changed["id"], alice["id"]);
-    assert!(signs_in(&mut conn, "alice", "new one"));
-    assert!(!signs_in(&mut conn, "alice", "s3cret pass"));
+    assert!(signs_in(&mut conn, "alice", "new one").await);
+    assert!(!signs_in(&mut conn, "alice", "s3cret pass").await);
 
     // A user without tenants is allowed (an operator may add them later).
     let bob = keyframe(
@@ -331,7 +332,7 @@ async fn clients_round_trip(backend: Backend) {
 
     // Only the digest is stored.
     let pool = db.connect();
-    let mut conn = pool.conn().expect("conn");
+    let mut conn = pool.db().conn().expect("conn");
     use diesel::prelude::*;
     use keyframe::db::schema::clients;
     let stored: Option<String> = clients::table

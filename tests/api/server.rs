@@ -160,8 +160,9 @@ async fn serve_demo_logs_and_graceful_shutdown(backend: Backend) {
         json!([{"id": "demo", "name": "Demo VideoManager", "role": "owner"}])
     );
     let pool = db.connect();
-    let mut conn = pool.conn().expect("conn");
+    let mut conn = pool.conn().await.expect("conn");
     assert!(keyframe::users::check_password(&mut conn, "demo", password)
+        .await
         .expect("check")
         .is_some());
     let clients = keyframe(&db.url, &["--json", "client", "list"], None)

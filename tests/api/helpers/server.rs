@@ -79,7 +79,7 @@ impl TestDb {
     }
 
     /// A pool on this database, migrated, for checks that read storage directly.
-    pub fn connect(&self) -> Db {
+    pub fn connect(&self) -> keyframe::db::Store {
         prepare_database(&config(&self.url)).expect("connect to the test database")
     }
 }
@@ -158,7 +158,9 @@ impl TestApp {
             .await
             .expect("join")
             .expect("prepare database");
-        let app = Application::build_with_clock(&cfg, pool, clock.clone()).expect("build app");
+        let app = Application::build_with_clock(&cfg, pool, clock.clone())
+            .await
+            .expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let issuer = app.issuer().to_owned();
         assert_eq!(parse_issuer(&issuer).ok().as_deref(), Some(issuer.as_str()));
@@ -200,7 +202,7 @@ impl TestApp {
     /// One count read directly from storage, on a connection of its own.
     fn count(
         &self,
-        query: impl FnOnce(&mut keyframe::db::Conn) -> diesel::QueryResult<i64>,
+        query: impl FnOnce(&mut keyframe::db::SyncConn) -> diesel::QueryResult<i64>,
     ) -> i64 {
         let db = Db::connect(
             &DatabaseUrl::parse(&self.db_url).expect("url"),
