@@ -25,7 +25,29 @@ pub enum Error {
     #[error("{0}")]
     Internal(String),
     #[error("database error: {0}")]
-    Database(#[from] diesel::result::Error),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Error {
+    /// A connection the database closed (a restart, `pg_terminate_backend`, a network cut)
+    /// fails the statement in flight; that is the database being unavailable, not a fault of
+    /// the request, and the pool replaces the connection.
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error as Diesel};
+        match &error {
+            Diesel::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => Error::Unavailable(format!("the database connection was lost: {error}")),
+            // SQLSTATE 57P01-57P03 (shutdown, termination) carry no kind of their own.
+            Diesel::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().starts_with("terminating connection") =>
+            {
+                Error::Unavailable(format!("the database connection was lost: {error}"))
+            }
+            _ => Error::Database(error),
+        }
+    }
 }
 
 impl Error {

@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::backend_tests;
 use crate::helpers::{
-    keyframe, postgres_admin_url, Backend, CuttableProxy, TestApp, TestDb, KEYFRAME,
+    keyframe, postgres_admin_url, Answer, Backend, CuttableProxy, TestApp, TestDb, World, KEYFRAME,
 };
 
 async fn health_metadata_and_plain_errors(backend: Backend) {
@@ -256,4 +256,205 @@ async fn healthz_follows_the_database_without_a_restart() {
 
     proxy.restore();
     wait_for(&app, StatusCode::OK).await;
+}
+
+/// PostgreSQL closes every connection of Keyframe's pool (`pg_terminate_backend`, as a restart
+/// or an idle timeout would) while refreshes run. Only a request whose statement was in flight
+/// on a killed connection may fail, and then with 503 `temporarily_unavailable`; the pool
+/// replaces the connections and everything after succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYFRAME_TEST_POSTGRES_URL"]
+async fn killed_database_connections_are_replaced_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const WORKERS: usize = 8;
+    let w = World::token_service(Backend::Postgres).build().await;
+    let mut chains = Vec::new();
+    for _ in 0..WORKERS {
+        chains.push(w.sign_in(&[]).await.refresh_token());
+    }
+    let killed_flag = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for mut token in chains {
+        let (app, client) = (w.app.http.clone(), w.client().clone());
+        let address = w.app.address.clone();
+        let (killed_flag, stop) = (killed_flag.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            // (answered after the kill, status, body) for every request.
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let after_kill = killed_flag.load(Ordering::SeqCst);
+                let answer = Answer::send(
+                    app.post(format!("{address}/oauth/token"))
+                        .basic_auth(&client.id, client.secret.as_deref())
+                        .form(&[
+                            ("grant_type", "refresh_token"),
+                            ("refresh_token", token.as_str()),
+                        ]),
+                )
+                .await;
+                let ok = answer.status == StatusCode::OK;
+                if ok {
+                    token = answer.refresh_token();
+                }
+                seen.push((after_kill, answer.status, answer.body));
+                if !ok {
+                    // The failed rotation may or may not have committed: this chain ends.
+                    break;
+                }
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db_name = url::Url::parse(&w.app.db_url)
+        .expect("url")
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let admin = postgres_admin_url();
+    let killed = tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Killed {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            killed: i64,
+        }
+        let mut conn = diesel::PgConnection::establish(&admin).expect("admin connection");
+        diesel::sql_query(
+            "SELECT count(pg_terminate_backend(pid)) AS killed FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind::<diesel::sql_types::Text, _>(db_name)
+        .get_result::<Killed>(&mut conn)
+        .expect("terminate")
+        .killed
+    })
+    .await
+    .expect("join");
+    killed_flag.store(true, Ordering::SeqCst);
+    assert!(killed >= 1, "Keyframe held no connection to kill");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+
+    let mut failed = Vec::new();
+    let mut after = 0;
+    for task in tasks {
+        for (after_kill, status, body) in task.await.expect("task") {
+            if status != StatusCode::OK {
+                failed.push((status, body));
+            } else if after_kill {
+                after += 1;
+            }
+        }
+    }
+    assert!(
+        failed.len() as i64 <= killed,
+        "{} failures for {killed} killed connections: {failed:?}",
+        failed.len()
+    );
+    for (status, body) in &failed {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    }
+    assert!(
+        after >= WORKERS,
+        "refreshes go on after the kill: {after} succeeded"
+    );
+    // And a fresh sign-in and refresh work on the replaced connections.
+    let pair = w.sign_in(&[]).await.ok();
+    w.refresh(&pair.refresh_token(), &[]).await.ok();
+}
+
+/// The asynchronous driver honours the URL's TLS settings as libpq does: `sslmode=require`
+/// encrypts every connection of the pool; `verify-full` checks the certificate's chain and
+/// host name against `sslrootcert`, `verify-ca` only its chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYFRAME_TEST_POSTGRES_URL"]
+async fn postgres_connections_use_tls_as_the_url_says() {
+    use diesel::{Connection, RunQueryDsl};
+    use keyframe::db::postgres;
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let admin = postgres_admin_url();
+    let w = World::token_service(Backend::Postgres)
+        .config(|cfg| {
+            if let keyframe::db::DatabaseUrl::Postgres { url } = &mut cfg.database_url {
+                url.push_str("?sslmode=require");
+            }
+        })
+        .build()
+        .await;
+    let pair = w.sign_in(&[]).await.ok();
+    w.refresh(&pair.refresh_token(), &[]).await.ok();
+    let db_url = w.app.db_url.clone();
+    let with = |query: &str| {
+        let mut url = url::Url::parse(&db_url).expect("url");
+        url.set_query(Some(query));
+        url.to_string()
+    };
+    let db_name = url::Url::parse(&db_url).expect("url").path()[1..].to_owned();
+    let (plain, cert) = tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&admin).expect("admin connection");
+        let plain = diesel::sql_query(
+            "SELECT count(*)::text AS value FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = $1 AND NOT ssl",
+        )
+        .bind::<diesel::sql_types::Text, _>(db_name)
+        .get_result::<Row>(&mut conn)
+        .expect("pg_stat_ssl")
+        .value;
+        let cert = diesel::sql_query(
+            "SELECT setting AS value FROM pg_settings WHERE name = 'ssl_cert_file'",
+        )
+        .get_result::<Row>(&mut conn)
+        .expect("ssl_cert_file")
+        .value;
+        (plain, cert)
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        plain, "0",
+        "every connection of Keyframe's database is encrypted"
+    );
+
+    // The server's certificate names localhost: verify-full accepts it there, refuses it at
+    // 127.0.0.1; verify-ca accepts it at either.
+    let timeout = Duration::from_secs(5);
+    let at = |host: &str, mode: &str| {
+        let mut url = url::Url::parse(&db_url).expect("url");
+        url.set_host(Some(host)).expect("host");
+        url.set_query(Some(&format!("sslmode={mode}&sslrootcert={cert}")));
+        url.to_string()
+    };
+    for (host, mode, works) in [
+        ("localhost", "verify-full", true),
+        ("127.0.0.1", "verify-full", false),
+        ("127.0.0.1", "verify-ca", true),
+    ] {
+        let pool = postgres::pool(&at(host, mode), 1, timeout).expect("pool");
+        let checked = postgres::checkout(&pool).await;
+        assert_eq!(
+            checked.is_ok(),
+            works,
+            "{mode} at {host}: {:?}",
+            checked.err()
+        );
+    }
+    let unreadable = postgres::pool(
+        &with("sslmode=verify-full&sslrootcert=/nonexistent.pem"),
+        1,
+        timeout,
+    );
+    assert!(
+        matches!(unreadable, Err(keyframe::error::Error::Config(_))),
+        "an unreadable root certificate is refused at start"
+    );
 }

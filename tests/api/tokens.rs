@@ -802,6 +802,24 @@ async fn twenty_concurrent_refreshes_across_two_instances_on_postgres() {
     assert_one_winner_then_revoked(&w, answers).await;
 }
 
+/// Fifty requests presenting one refresh token over four instances of one PostgreSQL, all
+/// released at once: exactly one rotation, and the family revoked for the other 49.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYFRAME_TEST_POSTGRES_URL"]
+async fn fifty_concurrent_refreshes_across_four_instances_on_postgres() {
+    let w = World::token_service(Backend::Postgres).build().await;
+    let (b, c, d) = (
+        w.app.spawn_twin().await,
+        w.app.spawn_twin().await,
+        w.app.spawn_twin().await,
+    );
+    let token = w.sign_in(&[]).await.refresh_token();
+    // 10 requests on each of b, c and d, 20 on the first instance: 50 released together.
+    let answers = race_refresh(&[&w.app, &b, &c, &d, &w.app], 10, w.client(), &token).await;
+    assert_eq!(answers.len(), 50);
+    assert_one_winner_then_revoked(&w, answers).await;
+}
+
 /// Issued at one instance, refreshed at the other; reuse seen by one revokes at the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs KEYFRAME_TEST_POSTGRES_URL"]
