@@ -333,8 +333,20 @@ impl Db {
     /// starting together do not race each other. Returns the versions it applied.
     pub fn migrate(&self) -> Result<Vec<String>, Error> {
         use diesel::RunQueryDsl;
-        let mut conn = self.conn()?;
-        let applied = match &mut *conn {
+        // A connection of its own, closed afterwards: on PostgreSQL nothing else uses this
+        // synchronous pool, and an idle connection would hold its memory for nothing.
+        let manager = ConnectionManager {
+            url: self.url.clone(),
+            max_log_bytes: self.max_log_bytes,
+        };
+        let mut conn = manager.connect().map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot connect to the database {}: {}",
+                self.url,
+                one_line(&e.to_string())
+            ))
+        })?;
+        let applied = match &mut conn {
             DbConnection::Sqlite(c) => {
                 if !has_pending(c, SQLITE_MIGRATIONS)? {
                     return Ok(Vec::new());
@@ -491,10 +503,13 @@ impl Store {
     pub fn over(db: Db, pool_size: u32) -> Result<Self, Error> {
         let pools = match db.url() {
             DatabaseUrl::Sqlite { .. } => Pools::Sqlite,
-            DatabaseUrl::Postgres { url } => Pools::Postgres {
-                pool: postgres::pool(url, pool_size, POOL_CHECKOUT_TIMEOUT)?,
-                background: postgres::pool(url, 1, POOL_CHECKOUT_TIMEOUT)?,
-            },
+            DatabaseUrl::Postgres { url } => {
+                let connector = postgres::Connector::new(url)?;
+                Pools::Postgres {
+                    pool: postgres::pool(&connector, pool_size, POOL_CHECKOUT_TIMEOUT)?,
+                    background: postgres::pool(&connector, 1, POOL_CHECKOUT_TIMEOUT)?,
+                }
+            }
         };
         Ok(Self { db, pools })
     }

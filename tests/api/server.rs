@@ -439,7 +439,8 @@ async fn postgres_connections_use_tls_as_the_url_says() {
         ("127.0.0.1", "verify-full", false),
         ("127.0.0.1", "verify-ca", true),
     ] {
-        let pool = postgres::pool(&at(host, mode), 1, timeout).expect("pool");
+        let connector = postgres::Connector::new(&at(host, mode)).expect("connector");
+        let pool = postgres::pool(&connector, 1, timeout).expect("pool");
         let checked = postgres::checkout(&pool).await;
         assert_eq!(
             checked.is_ok(),
@@ -448,11 +449,8 @@ async fn postgres_connections_use_tls_as_the_url_says() {
             checked.err()
         );
     }
-    let unreadable = postgres::pool(
-        &with("sslmode=verify-full&sslrootcert=/nonexistent.pem"),
-        1,
-        timeout,
-    );
+    let unreadable =
+        postgres::Connector::new(&with("sslmode=verify-full&sslrootcert=/nonexistent.pem"));
     assert!(
         matches!(unreadable, Err(keyframe::error::Error::Config(_))),
         "an unreadable root certificate is refused at start"
