@@ -15,6 +15,7 @@ pub mod passwords;
 pub mod proxy;
 pub mod secrets;
 pub mod sessions;
+pub mod signed_url;
 pub mod startup;
 pub mod telemetry;
 pub mod tenants;
