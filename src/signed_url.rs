@@ -253,11 +253,12 @@ pub fn verify(
             return Err(Refusal::NotYetActive);
         }
     }
-    if now_ms >= policy.url_expire {
+    // As OvenMediaEngine: valid through the instant itself, refused after it.
+    if now_ms > policy.url_expire {
         return Err(Refusal::Expired);
     }
     if let Some(expire) = policy.stream_expire {
-        if now_ms >= expire {
+        if now_ms > expire {
             return Err(Refusal::StreamExpired);
         }
     }
@@ -359,13 +360,13 @@ mod tests {
         let Some(url_expire) = policy["url_expire"].as_i64() else {
             return false;
         };
-        if now >= url_expire {
+        if now > url_expire {
             return false;
         }
         if policy["url_activate"].as_i64().is_some_and(|t| now < t) {
             return false;
         }
-        if policy["stream_expire"].as_i64().is_some_and(|t| now >= t) {
+        if policy["stream_expire"].as_i64().is_some_and(|t| now > t) {
             return false;
         }
         if let Some(range) = policy["allow_ip"].as_str() {
@@ -418,14 +419,14 @@ mod tests {
     }
 
     #[test]
-    fn known_answer_verifies_before_expiry_only() {
+    fn known_answer_verifies_through_its_expiry_instant() {
         let url = "ws://192.168.0.100:3333/app/stream\
                    ?policy=eyJ1cmxfZXhwaXJlIjoxMzk5NzIxNTgxfQ\
                    &signature=dvVdBpoxAeCPl94Kt5RoiqLI0YE";
-        let policy = verify(url, KEY, None, 1_399_721_580).expect("valid");
+        let policy = verify(url, KEY, None, 1_399_721_581).expect("valid");
         assert_eq!(policy.url_expire, 1_399_721_581);
-        check(url, None, 1_399_721_580, Ok(()));
-        check(url, None, 1_399_721_581, Err(Refusal::Expired));
+        check(url, None, 1_399_721_581, Ok(()));
+        check(url, None, 1_399_721_582, Err(Refusal::Expired));
     }
 
     #[test]
@@ -546,10 +547,10 @@ mod tests {
     }
 
     #[test]
-    fn expired_at_the_instant_of_url_expire() {
+    fn expired_after_the_instant_of_url_expire() {
         let url = signed(&full_policy());
-        check(&url, client(), NOW + 59_999, Ok(()));
-        check(&url, client(), NOW + 60_000, Err(Refusal::Expired));
+        check(&url, client(), NOW + 60_000, Ok(()));
+        check(&url, client(), NOW + 60_001, Err(Refusal::Expired));
     }
 
     #[test]
@@ -566,7 +567,13 @@ mod tests {
             stream_expire: Some(NOW),
             ..full_policy()
         };
-        check(&signed(&policy), client(), NOW, Err(Refusal::StreamExpired));
+        check(&signed(&policy), client(), NOW, Ok(()));
+        check(
+            &signed(&policy),
+            client(),
+            NOW + 1,
+            Err(Refusal::StreamExpired),
+        );
     }
 
     #[test]
