@@ -1,6 +1,8 @@
 //! Keyframe's own REST API: API tokens under `/api/v1/tenants/{tenant}/tokens`, authenticated by
 //! a Keyframe access token for that tenant or an API token whose role allows the action.
 
+mod stream_tokens;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
@@ -20,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .post(create),
     )
     .service(Endpoint::new("/api/v1/tenants/{tenant}/tokens/{id}/renew").post(renew))
-    .service(Endpoint::new("/api/v1/tenants/{tenant}/tokens/{id}").delete(delete));
+    .service(Endpoint::new("/api/v1/tenants/{tenant}/tokens/{id}").delete(delete))
+    .configure(stream_tokens::configure);
 }
 
 /// `{"error", "error_description"}`, the shape of every Keyframe JSON error.

@@ -84,14 +84,16 @@ async fn execute(
             Ok(Report {
                 human: format!(
                     "Purged {} token families, {} refresh tokens, {} revoked access token ids, \
-                     {} sign-in failures, {} retired keys, {} sessions and {} authorization codes.",
+                     {} sign-in failures, {} retired keys, {} sessions, {} authorization codes \
+                     and {} stream tokens.",
                     purged.token_families,
                     purged.refresh_tokens,
                     purged.revoked_access_tokens,
                     purged.login_failures,
                     purged.signing_keys,
                     purged.sessions,
-                    purged.authorization_codes
+                    purged.authorization_codes,
+                    purged.stream_tokens
                 ),
                 json: serde_json::json!({ "purged": to_json(&purged)? }),
             })

@@ -104,6 +104,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "KEYFRAME_SESSION_TTL", default_value_t = 8 * 3600,
           value_parser = clap::value_parser!(i64).range(60..=30 * 86_400))]
     pub session_ttl: i64,
+    /// Longest lifetime of a stream token, in seconds; also forbids tokens without expiry
+    /// (ttl 0) [default: no cap, as Flussonic]
+    #[arg(long, global = true, env = "KEYFRAME_STREAM_TOKEN_MAX_TTL",
+          value_parser = clap::value_parser!(i64).range(1..=crate::tokens::stream::MAX_TTL))]
+    pub stream_token_max_ttl: Option<i64>,
+    /// Seconds a media server may cache an allowed play (X-AuthDuration; never past the token's
+    /// expiry): a revocation reaches plays already admitted within this time
+    #[arg(long, global = true, env = "KEYFRAME_STREAM_AUTH_CACHE", default_value_t = 60,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub stream_auth_cache: i64,
     /// The VideoManager-compatible API under /v1/vms
     #[arg(long, global = true, env = "KEYFRAME_VMS_API", default_value = "on", value_parser = ["on", "off"])]
     pub vms_api: String,
@@ -277,6 +287,10 @@ pub struct TokenSettings {
     /// Browser sign-in sessions.
     pub session_ttl: i64,
     pub authorization_code_ttl: i64,
+    /// `--stream-token-max-ttl`: `None` lets ttl be anything, 0 (no expiry) included.
+    pub stream_token_max_ttl: Option<i64>,
+    /// `--stream-auth-cache`.
+    pub stream_auth_cache: i64,
 }
 
 impl Default for TokenSettings {
@@ -292,6 +306,8 @@ impl Default for TokenSettings {
             lockout_window: 900,
             session_ttl: 8 * 3600,
             authorization_code_ttl: 60,
+            stream_token_max_ttl: None,
+            stream_auth_cache: 60,
         }
     }
 }
@@ -343,6 +359,8 @@ impl Config {
                 lockout_window: args.lockout_window,
                 session_ttl: args.session_ttl,
                 authorization_code_ttl: args.authorization_code_ttl,
+                stream_token_max_ttl: args.stream_token_max_ttl,
+                stream_auth_cache: args.stream_auth_cache,
             },
         })
     }

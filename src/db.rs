@@ -16,6 +16,7 @@ pub mod login_failures;
 pub mod postgres;
 pub mod schema;
 pub mod sessions;
+pub mod stream_tokens;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

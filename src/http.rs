@@ -63,7 +63,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
             "the request body is empty: send a JSON object",
         ));
     }
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    let value = crate::json::parse(&body).map_err(|e| {
         // The VideoManager documentation's own example uses single quotes; say what is wrong.
         let message = if body.contains(&b'\'') && e.is_syntax() {
             "the request body is not valid JSON: JSON needs double quotes (\") around names and strings, not single quotes".to_owned()

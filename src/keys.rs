@@ -150,6 +150,20 @@ impl SigningKey {
             .map(|s| s.as_ref().to_vec())
             .map_err(|e| Error::Internal(format!("signing failed: {e}")))
     }
+
+    /// A compact JWS of `claims` with this key: header `alg`, `typ` and `kid`.
+    pub fn jwt<C: serde::Serialize>(&self, typ: &str, claims: &C) -> Result<String, Error> {
+        let header = json!({ "alg": ALGORITHM, "typ": typ, "kid": self.kid });
+        let claims =
+            serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
+        let mut jws = URL_SAFE_NO_PAD.encode(header.to_string());
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(claims));
+        let signature = self.sign(jws.as_bytes())?;
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(jws)
+    }
 }
 
 /// The keys one instance works with: the signing key, the public keys that still verify, and
@@ -240,7 +254,7 @@ impl KeyRing {
 }
 
 async fn read(conn: &mut Conn, now: i64, publish_retired_for: i64) -> Result<Loaded, Error> {
-    let keys = db::keys::published(conn, now - publish_retired_for).await?;
+    let keys = db::keys::published(conn, now - publish_retired_for, now).await?;
     let current = keys
         .iter()
         .filter(|k| k.retired_at.is_none())

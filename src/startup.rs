@@ -152,6 +152,8 @@ impl Application {
                 .service(Endpoint::new(oauth::REVOCATION_PATH).post(revoke::revoke))
                 .service(Endpoint::new(oauth::JWKS_PATH).get(jwks::jwks))
                 .configure(crate::api::configure)
+                .configure(crate::jsonrpc::configure)
+                .configure(crate::media::flussonic::configure)
                 .configure(|cfg| {
                     if vms_api {
                         vms::configure(cfg);

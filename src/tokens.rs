@@ -9,6 +9,7 @@ mod exchange;
 mod password;
 mod refresh;
 pub mod scope;
+pub mod stream;
 #[cfg(test)]
 mod testing;
 

@@ -149,6 +149,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    stream_tokens (jti) {
+        jti -> Text,
+        tenant_id -> Text,
+        stream -> Text,
+        kid -> Text,
+        issued_by -> Text,
+        issued_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> token_families (family_id));
 diesel::joinable!(token_families -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
@@ -165,5 +178,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     consents,
     authorization_codes,
-    api_tokens
+    api_tokens,
+    stream_tokens
 );

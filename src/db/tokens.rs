@@ -281,6 +281,7 @@ pub struct Purged {
     pub signing_keys: usize,
     pub sessions: usize,
     pub authorization_codes: usize,
+    pub stream_tokens: usize,
 }
 
 /// Deletes only what can no longer matter:
@@ -288,7 +289,9 @@ pub struct Purged {
 ///   lifetime ended longer ago than an access token lives;
 /// - refresh tokens past their idle expiry (used or not: they fail either way);
 /// - revoked access-token ids past the token's expiry; sign-in failures outside the window;
-/// - signing keys retired longer ago than an access token lives (and the signing-key recheck).
+/// - stream tokens past their expiry (revoked or not: they fail either way);
+/// - signing keys retired longer ago than an access token lives (and the signing-key recheck)
+///   that signed no stream token still alive.
 pub async fn purge(
     conn: &mut Conn,
     now: i64,
@@ -326,9 +329,11 @@ pub async fn purge(
     )
     .execute(c))?;
     purged.login_failures = super::login_failures::purge(conn, now - lockout_window).await?;
+    purged.stream_tokens = super::stream_tokens::purge(conn, now).await?;
     purged.signing_keys = super::keys::purge(
         conn,
         now - access_ttl - crate::keys::SIGNING_KEY_RECHECK_SECS,
+        now,
     )
     .await?;
     purged.sessions = super::sessions::purge(conn, now).await?;

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -14,7 +12,7 @@ use super::TokenService;
 use crate::clients::Client;
 use crate::db::{self, Conn};
 use crate::error::Error;
-use crate::keys::{KeyRing, Loaded, SigningKey, ALGORITHM};
+use crate::keys::{KeyRing, Loaded, SigningKey};
 
 /// RFC 9068 §2.1: the JWT `typ` of an access token.
 pub const TYP: &str = "at+jwt";
@@ -37,15 +35,7 @@ pub struct AccessClaims {
 }
 
 pub fn encode(key: &SigningKey, claims: &AccessClaims) -> Result<String, Error> {
-    let header = json!({ "alg": ALGORITHM, "typ": TYP, "kid": key.kid() });
-    let claims = serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
-    let mut jws = URL_SAFE_NO_PAD.encode(header.to_string());
-    jws.push('.');
-    jws.push_str(&URL_SAFE_NO_PAD.encode(claims));
-    let signature = key.sign(jws.as_bytes())?;
-    jws.push('.');
-    jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    Ok(jws)
+    key.jwt(TYP, claims)
 }
 
 /// The kid a token claims to be signed with, if it looks like one of our access tokens.

@@ -199,6 +199,12 @@ impl TestApp {
         self.count(|conn| token_families::table.count().get_result(conn))
     }
 
+    /// Rows in `stream_tokens`: one per issued stream token.
+    pub fn stream_token_rows(&self) -> i64 {
+        use keyframe::db::schema::stream_tokens;
+        self.count(|conn| stream_tokens::table.count().get_result(conn))
+    }
+
     /// One count read directly from storage, on a connection of its own.
     fn count(
         &self,
