@@ -38,7 +38,7 @@ VERIFIER = "bench-verifier-" + "x" * 40
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 
 KEYFRAME_SCENARIOS = ["metadata", "jwks", "introspect", "refresh", "authorization_code", "password", "vms_login", "vms_refresh",
-                      "refresh_under_sign_ins"]
+                      "refresh_under_sign_ins", "stream_create", "stream_auth"]
 SHARED_SCENARIOS = ["introspect", "jwks", "metadata", "refresh"]
 TARGETS = {  # scenario -> minimum ratio to the peer (per backend), from issues 8 and 16
     ("refresh", "sqlite"): 2.5,
@@ -194,6 +194,10 @@ class Keyframe:
                           "refresh_token", "--grant-type", "authorization_code", "--redirect-uri", REDIRECT_URI,
                           "--scope", "video:read")
         self.client_id, self.client_secret = client["client_id"], client["client_secret"]
+        # A first-party backend whose access tokens may mint stream tokens (keyframe:tokens).
+        admin = self.cli("client", "create", "--name", "bench-admin", "--grant-type", "password",
+                         "--scope", "keyframe:tokens")
+        self.admin_id, self.admin_secret = admin["client_id"], admin["client_secret"]
 
     def start(self):
         self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, self.binary, "serve"], env=self.env,
@@ -239,6 +243,33 @@ class Keyframe:
                 raise RuntimeError(f"password grant failed: {status} {answer[:200]}")
             pairs.append(json.loads(answer))
         return pairs
+
+    def stream_admin_token(self):
+        connection = http.client.HTTPConnection("127.0.0.1", PORT)
+        body = urllib.parse.urlencode({"grant_type": "password", "username": "bench", "password": self.password,
+                                       "scope": "keyframe:tokens"})
+        raw = f"{urllib.parse.quote(self.admin_id, safe='')}:{urllib.parse.quote(self.admin_secret, safe='')}"
+        headers = {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode(),
+                   "Content-Type": "application/x-www-form-urlencoded"}
+        status, answer = self.post(connection, "/oauth/token", body, headers)
+        if status != 200:
+            raise RuntimeError(f"admin password grant failed: {status} {answer[:200]}")
+        return json.loads(answer)["access_token"]
+
+    def stream_tokens(self, admin_token, count):
+        """Viewers' stream tokens for stream "bench", minted in batches of 100 calls."""
+        connection = http.client.HTTPConnection("127.0.0.1", PORT)
+        headers = {"Authorization": "Bearer " + admin_token, "Content-Type": "application/json"}
+        tokens = []
+        while len(tokens) < count:
+            batch = [{"jsonrpc": "2.0", "method": "Auth.CreateApiToken", "id": i,
+                      "params": {"stream": "bench", "live": True, "ttl": 3600}}
+                     for i in range(min(100, count - len(tokens)))]
+            status, answer = self.post(connection, "/api/", json.dumps(batch), headers)
+            if status != 200:
+                raise RuntimeError(f"Auth.CreateApiToken failed: {status} {answer[:200]}")
+            tokens += [entry["result"] for entry in json.loads(answer)]
+        return tokens
 
     def vms_logins(self, count):
         connection = http.client.HTTPConnection("127.0.0.1", PORT)
@@ -376,6 +407,16 @@ def run_keyframe(binary, backend, scenarios, seconds, postgres_url, preload, soa
                 log(f"{backend:8} {'(sign-ins beside)':18} {signed_in['rps']:>9.0f} req/s  p50 "
                     f"{signed_in['p50_ms']:6.2f} ms  p99 {signed_in['p99_ms']:7.2f} ms  errors {signed_in['errors']}")
                 line = f"{line} non2xx_sign_ins={signed_in['errors']}"
+            elif scenario == "stream_create":
+                env.update(STREAM_ADMIN_TOKEN=kf.stream_admin_token())
+                line = wrk("stream_create.lua", kf.base, seconds, env, 2)
+            elif scenario == "stream_auth":
+                # A thousand viewers, each checked again and again (update_session).
+                write(files, "stream.txt", kf.stream_tokens(kf.stream_admin_token(), 1000))
+                env.update(STREAM_TOKENS_FILE=os.path.join(files, "stream.txt"))
+                reset_peak_rss(kf.process.pid)
+                cpu_before = (cpu_ticks(kf.process.pid), postgres_ticks())
+                line = wrk("stream_auth.lua", kf.base, seconds, env, 2)
             elif scenario == "vms_login":
                 line = wrk("vms_login.lua", kf.base, seconds, env, 2)
             elif scenario == "vms_refresh":

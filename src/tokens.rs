@@ -95,6 +95,7 @@ pub struct TokenService {
     pub settings: TokenSettings,
     pub keys: KeyRing,
     verified: access::VerifiedTokens,
+    verified_streams: stream::VerifiedStreamTokens,
 }
 
 impl GrantRequest {
@@ -124,6 +125,7 @@ impl TokenService {
             settings,
             keys,
             verified: access::VerifiedTokens::default(),
+            verified_streams: stream::VerifiedStreamTokens::default(),
         })
     }
 

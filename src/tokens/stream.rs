@@ -2,9 +2,12 @@
 //! (`typ` `stream+jwt`) signed with the current key, so that media servers verify it offline
 //! against our JWKS; a row per token so that a tenant can revoke its own and publish the list.
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::api::{Credential, Principal, MANAGE_SCOPE};
 use super::TokenService;
@@ -266,13 +269,39 @@ impl StreamClaims {
 /// (`nbf` ≤ now < `exp`). Revocation is the caller's to check.
 pub fn verify(keys: &Loaded, token: &str, issuer: &str, now: i64) -> Result<StreamClaims, Denial> {
     let claims = genuine(keys, token, issuer)?;
-    if claims.nbf > now {
-        return Err(Denial::NotYetValid);
-    }
-    if claims.exp.is_some_and(|exp| exp <= now) {
-        return Err(Denial::Expired);
-    }
+    claims.in_time(now)?;
     Ok(claims)
+}
+
+impl StreamClaims {
+    fn in_time(&self, now: i64) -> Result<(), Denial> {
+        if self.nbf > now {
+            return Err(Denial::NotYetValid);
+        }
+        if self.exp.is_some_and(|exp| exp <= now) {
+            return Err(Denial::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// How many verified stream tokens an instance remembers: a few hundred bytes each.
+const VERIFIED_CAPACITY: usize = 4096;
+
+/// Stream tokens whose signature already verified, by the SHA-256 of the whole token: a media
+/// server asks about the same token on every segment request of a play, and the ES256
+/// verification was most of the call-back's cost. Times and revocation are checked on every
+/// hit; only the signature's verdict on these exact bytes is remembered.
+pub struct VerifiedStreamTokens {
+    cache: quick_cache::sync::Cache<[u8; 32], std::sync::Arc<StreamClaims>>,
+}
+
+impl Default for VerifiedStreamTokens {
+    fn default() -> Self {
+        Self {
+            cache: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+        }
+    }
 }
 
 /// The claims of a stream token signed by one of `keys` and issued by us, at any time.
@@ -391,7 +420,7 @@ impl TokenService {
                         principal.tenant
                     )));
                 }
-                claims.jti
+                claims.jti.clone()
             }
         };
         if !db::stream_tokens::revoke(conn, &principal.tenant, &jti, now).await? {
@@ -411,12 +440,31 @@ impl TokenService {
         conn: &mut Conn,
         token: &str,
         now: i64,
-    ) -> Result<Option<StreamClaims>, Error> {
+    ) -> Result<Option<Arc<StreamClaims>>, Error> {
+        Ok(self.genuine_stream_token(conn, token, now).await?.ok())
+    }
+
+    /// [`genuine`] against the ring (reloaded when another instance introduced a key),
+    /// answered from the cache when these exact bytes verified before.
+    async fn genuine_stream_token(
+        &self,
+        conn: &mut Conn,
+        token: &str,
+        now: i64,
+    ) -> Result<Result<Arc<StreamClaims>, Denial>, Error> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified_streams.cache.get(&digest) {
+            return Ok(Ok(claims));
+        }
         let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
-            return Ok(None);
+            return Ok(Err(Denial::Invalid));
         };
         let keys = self.keys.for_verifying(conn, &kid, now).await?;
-        Ok(genuine(&keys, token, &self.issuer).ok())
+        Ok(genuine(&keys, token, &self.issuer).map(|claims| {
+            let claims = Arc::new(claims);
+            self.verified_streams.cache.insert(digest, claims.clone());
+            claims
+        }))
     }
 
     /// A stream token as a media server checks it on every play: signature, times and
@@ -428,19 +476,15 @@ impl TokenService {
         stream: Option<&str>,
         asked: Option<Asked>,
         now: i64,
-    ) -> Result<Result<StreamClaims, Denial>, Error> {
+    ) -> Result<Result<Arc<StreamClaims>, Denial>, Error> {
         if token.is_empty() {
             return Ok(Err(Denial::Missing));
         }
-        let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
-            return Ok(Err(Denial::Invalid));
-        };
-        let keys = self.keys.for_verifying(conn, &kid, now).await?;
-        let claims = match verify(&keys, token, &self.issuer, now) {
+        let claims = match self.genuine_stream_token(conn, token, now).await? {
             Ok(claims) => claims,
             Err(denial) => return Ok(Err(denial)),
         };
-        if let Err(denial) = claims.allows(stream, asked) {
+        if let Err(denial) = claims.in_time(now).and_then(|()| claims.allows(stream, asked)) {
             return Ok(Err(denial));
         }
         if db::stream_tokens::is_revoked(conn, &claims.tenant, &claims.jti).await? {
