@@ -106,6 +106,7 @@ pub fn config(database_url: &str) -> Config {
         tokens: keyframe::config::TokenSettings::default(),
         vms_api: true,
         trusted_proxies: Vec::new(),
+        secret_key: None,
     }
 }
 
