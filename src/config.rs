@@ -166,6 +166,21 @@ pub enum Command {
     Key(KeyCommand),
     /// Delete expired and revoked tokens, old sign-in failures and retired keys
     Purge,
+    /// Check an OvenMediaEngine SignedPolicy URL against a tenant's URL secret (exit 0: allowed,
+    /// 1: denied)
+    VerifyUrl {
+        /// The signed URL, exactly as a player presents it (quote it for the shell)
+        url: String,
+        /// The tenant whose URL secret signed it
+        #[arg(long)]
+        tenant: String,
+        /// The client address to check against the policy's allow_ip
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// The instant to check at, in unix milliseconds [default: now]
+        #[arg(long, value_name = "UNIX_MS")]
+        at: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +209,18 @@ pub enum TenantCommand {
     },
     /// List tenants
     List,
+    /// Make or replace the tenant's secret for OvenMediaEngine's SignedPolicy URLs
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["rotate", "set_stdin"])))]
+    UrlSecret {
+        /// The tenant's id
+        tenant: String,
+        /// Generate a new random secret and print it once
+        #[arg(long)]
+        rotate: bool,
+        /// Store the first line of standard input (an existing OvenMediaEngine SecretKey)
+        #[arg(long)]
+        set_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

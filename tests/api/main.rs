@@ -17,4 +17,5 @@ mod oauth2_client;
 mod server;
 mod token_page;
 mod tokens;
+mod url_secrets;
 mod vms;
