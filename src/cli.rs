@@ -22,6 +22,20 @@ pub struct Report {
     pub human: String,
 }
 
+/// A command's report and its exit code. A check whose answer is "no" (a URL that does not
+/// verify) exits 1 like a refusal, but its answer is the report asked for, printed on stdout,
+/// not an error.
+struct Outcome {
+    report: Report,
+    code: i32,
+}
+
+impl From<Report> for Outcome {
+    fn from(report: Report) -> Self {
+        Self { report, code: 0 }
+    }
+}
+
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     let json = cli.global.json;
@@ -33,23 +47,23 @@ pub fn run(cli: Cli) -> i32 {
     );
 
     let result = Config::from_args(&cli.global).and_then(|config| match cli.command {
-        Command::Serve(args) => serve::run(&config, &args, json),
+        Command::Serve(args) => serve::run(&config, &args, json).map(|()| 0),
         command => {
             let store = startup::prepare_database(&config)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
-            let report = runtime.block_on(async {
+            let outcome = runtime.block_on(async {
                 let mut conn = store.conn().await?;
                 execute(command, &config, &mut conn, clock::now()).await
             })?;
-            print_report(&report, json);
-            Ok(())
+            print_report(&outcome.report, json);
+            Ok(outcome.code)
         }
     });
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(error) => {
             if json {
                 eprintln!(
@@ -69,19 +83,29 @@ async fn execute(
     config: &Config,
     conn: &mut Conn,
     now: i64,
-) -> Result<Report, Error> {
-    match command {
-        Command::Migrate => Ok(Report {
+) -> Result<Outcome, Error> {
+    let secret_key = config.secret_key.as_ref();
+    let report = match command {
+        Command::Migrate => Report {
             json: json!({ "status": "up to date" }),
             human: "The database schema is up to date.".into(),
-        }),
-        Command::Tenant(c) => tenant::execute(c, conn, now).await,
-        Command::User(c) => user::execute(c, conn, now).await,
-        Command::Client(c) => client::execute(c, conn, now).await,
-        Command::Key(c) => key::execute(c, conn, now).await,
+        },
+        Command::Tenant(c) => tenant::execute(c, secret_key, conn, now).await?,
+        Command::User(c) => user::execute(c, conn, now).await?,
+        Command::Client(c) => client::execute(c, conn, now).await?,
+        Command::Key(c) => key::execute(c, conn, now).await?,
+        Command::VerifyUrl {
+            url,
+            tenant,
+            ip,
+            at,
+        } => {
+            let at = at.unwrap_or_else(clock::now_ms);
+            return tenant::verify_url(conn, secret_key, &tenant, &url, ip, at).await;
+        }
         Command::Purge => {
             let purged = crate::tokens::purge(conn, &config.tokens, now).await?;
-            Ok(Report {
+            Report {
                 human: format!(
                     "Purged {} token families, {} refresh tokens, {} revoked access token ids, \
                      {} sign-in failures, {} retired keys, {} sessions, {} authorization codes \
@@ -96,10 +120,11 @@ async fn execute(
                     purged.stream_tokens
                 ),
                 json: serde_json::json!({ "purged": to_json(&purged)? }),
-            })
+            }
         }
-        Command::Serve(_) => Err(Error::Internal("serve is not a one-shot command".into())),
-    }
+        Command::Serve(_) => return Err(Error::Internal("serve is not a one-shot command".into())),
+    };
+    Ok(report.into())
 }
 
 fn kind(error: &Error) -> &'static str {
@@ -123,10 +148,16 @@ pub(crate) fn print_report(report: &Report, json: bool) {
 
 /// The first line of standard input without its line ending.
 fn read_password() -> Result<String, Error> {
+    read_first_line("the password")
+}
+
+/// The first line of standard input without its line ending; `what` names it in errors.
+fn read_first_line(what: &str) -> Result<String, Error> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-        Error::Invalid(format!("cannot read the password from standard input: {e}"))
-    })?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Invalid(format!("cannot read {what} from standard input: {e}")))?;
     let line = line.strip_suffix('\n').unwrap_or(&line);
     let line = line.strip_suffix('\r').unwrap_or(line);
     Ok(line.to_owned())

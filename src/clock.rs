@@ -13,6 +13,15 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch, from the system clock (the unit of OvenMediaEngine's
+/// SignedPolicy times).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The server's clock: the system's in production; a manual one in tests, shared by every
 /// clone (all instances of a test and the test itself see the same time).
 #[derive(Debug, Clone, Default)]

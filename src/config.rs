@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::db::DatabaseUrl;
 use crate::error::Error;
+use crate::secrets::SecretKey;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,6 +127,33 @@ pub struct GlobalArgs {
     /// Print exactly one JSON object (errors: on stderr)
     #[arg(long, global = true)]
     pub json: bool,
+    /// 32 bytes (64 hex or 43/44 base64 characters) that encrypt the tenants' URL secrets at
+    /// rest; prefer the environment variable, which other users cannot read from the process list
+    #[arg(
+        long,
+        global = true,
+        env = "KEYFRAME_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub secret_key: Option<RawSecret>,
+}
+
+/// A secret as given on the command line or in the environment, parsed later: clap's own
+/// parse errors quote the value, ours must not. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct RawSecret(String);
+
+impl From<String> for RawSecret {
+    fn from(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +176,21 @@ pub enum Command {
     Key(KeyCommand),
     /// Delete expired and revoked tokens, old sign-in failures and retired keys
     Purge,
+    /// Check an OvenMediaEngine SignedPolicy URL against a tenant's URL secret (exit 0: allowed,
+    /// 1: denied)
+    VerifyUrl {
+        /// The signed URL, exactly as a player presents it (quote it for the shell)
+        url: String,
+        /// The tenant whose URL secret signed it
+        #[arg(long)]
+        tenant: String,
+        /// The client address to check against the policy's allow_ip
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// The instant to check at, in unix milliseconds [default: now]
+        #[arg(long, value_name = "UNIX_MS")]
+        at: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +219,18 @@ pub enum TenantCommand {
     },
     /// List tenants
     List,
+    /// Make or replace the tenant's secret for OvenMediaEngine's SignedPolicy URLs
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["rotate", "set_stdin"])))]
+    UrlSecret {
+        /// The tenant's id
+        tenant: String,
+        /// Generate a new random secret and print it once
+        #[arg(long)]
+        rotate: bool,
+        /// Store the first line of standard input (an existing OvenMediaEngine SecretKey)
+        #[arg(long)]
+        set_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +325,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     pub vms_api: bool,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Seals the tenants' URL secrets at rest; `None`: they are stored as given.
+    pub secret_key: Option<SecretKey>,
 }
 
 /// Lifetimes and limits of the token service, in seconds.
@@ -335,6 +392,15 @@ impl Config {
         let db_pool_size = args
             .db_pool_size
             .unwrap_or_else(|| default_pool_size(&database_url));
+        let secret_key = args
+            .secret_key
+            .as_ref()
+            .map(|raw| {
+                SecretKey::parse(&raw.0).map_err(|why| {
+                    Error::Config(format!("invalid --secret-key (KEYFRAME_SECRET_KEY): {why}"))
+                })
+            })
+            .transpose()?;
         Ok(Self {
             database_url,
             listen,
@@ -344,6 +410,7 @@ impl Config {
             sqlite_max_log_bytes: args.sqlite_max_log_mb * 1024 * 1024,
             vms_api: args.vms_api == "on",
             trusted_proxies: args.trust_proxy.clone(),
+            secret_key,
             tokens: TokenSettings {
                 audience: args
                     .audience
@@ -427,6 +494,35 @@ mod tests {
         ] {
             assert!(parse_issuer(bad).is_err(), "{bad}");
         }
+    }
+
+    fn config_of(args: &[&str]) -> Result<Config, Error> {
+        let cli = Cli::try_parse_from([&["keyframe"][..], args, &["tenant", "list"]].concat())
+            .expect("arguments");
+        Config::from_args(&cli.global)
+    }
+
+    #[test]
+    fn the_secret_key_is_parsed_once_and_never_echoed() {
+        let hex = "ab".repeat(32);
+        let key = config_of(&["--secret-key", &hex])
+            .expect("config")
+            .secret_key;
+        assert!(key.is_some());
+        assert_eq!(format!("{key:?}"), "Some([redacted])");
+        for bad in ["hunter2", &"hunter2!".repeat(8), &"ab".repeat(31)] {
+            match config_of(&["--secret-key", bad]) {
+                Err(Error::Config(message)) => {
+                    assert!(message.contains("KEYFRAME_SECRET_KEY"), "{message}");
+                    assert!(!message.contains(bad), "{message}");
+                }
+                other => panic!("{bad}: expected a configuration error, got {other:?}"),
+            }
+        }
+        // Nor does the parsed command line show it.
+        let cli = Cli::try_parse_from(["keyframe", "--secret-key", &hex, "tenant", "list"])
+            .expect("arguments");
+        assert!(!format!("{cli:?}").contains(&hex));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Tenants ("VideoManagers"): the unit every token is scoped to.
 
+pub mod url_secret;
+
 use std::fmt;
 
 use serde::Serialize;

@@ -5,6 +5,8 @@ diesel::table! {
         id -> Text,
         name -> Text,
         created_at -> BigInt,
+        url_secret -> Nullable<Text>,
+        url_secret_set_at -> Nullable<BigInt>,
     }
 }
 

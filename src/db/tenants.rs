@@ -58,3 +58,30 @@ pub async fn find(conn: &mut Conn, id: &TenantId) -> Result<Option<Tenant>, Erro
     .optional()?;
     Ok(row.map(Tenant::from))
 }
+
+/// The stored form of the tenant's URL secret: `None` for an unknown tenant, `Some(None)` for a
+/// tenant without one.
+pub async fn url_secret(conn: &mut Conn, id: &TenantId) -> Result<Option<Option<String>>, Error> {
+    Ok(run!(conn, |c| tenants::table
+        .find(id.as_str())
+        .select(tenants::url_secret)
+        .get_result(c))
+    .optional()?)
+}
+
+/// Replaces the tenant's URL secret with `stored` (already in its stored form); false when no
+/// such tenant exists.
+pub async fn set_url_secret(
+    conn: &mut Conn,
+    id: &TenantId,
+    stored: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let changed = run!(conn, |c| diesel::update(tenants::table.find(id.as_str()))
+        .set((
+            tenants::url_secret.eq(Some(stored)),
+            tenants::url_secret_set_at.eq(Some(now)),
+        ))
+        .execute(c))?;
+    Ok(changed == 1)
+}

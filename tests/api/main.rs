@@ -18,4 +18,5 @@ mod server;
 mod stream_tokens;
 mod token_page;
 mod tokens;
+mod url_secrets;
 mod vms;

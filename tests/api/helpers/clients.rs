@@ -45,10 +45,23 @@ impl Run {
 
 /// Runs the real binary; `stdin` is written to its standard input.
 pub async fn keyframe(database_url: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    keyframe_with_env(database_url, &[], args, stdin).await
+}
+
+/// Runs the real binary with `env` set in its environment (on top of the test's, less the
+/// `KEYFRAME_*` settings a test controls, so that a developer's own do not leak in).
+pub async fn keyframe_with_env(
+    database_url: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Run {
     let mut child = tokio::process::Command::new(KEYFRAME)
         .args(args)
         .env("KEYFRAME_DATABASE_URL", database_url)
         .env_remove("KEYFRAME_LOG")
+        .env_remove("KEYFRAME_SECRET_KEY")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -82,6 +82,23 @@ impl TestDb {
     pub fn connect(&self) -> keyframe::db::Store {
         prepare_database(&config(&self.url)).expect("connect to the test database")
     }
+
+    /// One value read directly from storage (what a column really holds).
+    pub fn read<T>(
+        &self,
+        query: impl FnOnce(&mut keyframe::db::SyncConn) -> diesel::QueryResult<T>,
+    ) -> T {
+        read_storage(&self.url, query)
+    }
+}
+
+/// One value read from the database at `url`, on a connection of its own.
+fn read_storage<T>(
+    url: &str,
+    query: impl FnOnce(&mut keyframe::db::SyncConn) -> diesel::QueryResult<T>,
+) -> T {
+    let db = Db::connect(&DatabaseUrl::parse(url).expect("url"), &DbOptions::pool(1)).expect("db");
+    query(&mut db.conn().expect("conn")).expect("read")
 }
 
 impl Drop for TestDb {
@@ -106,6 +123,7 @@ pub fn config(database_url: &str) -> Config {
         tokens: keyframe::config::TokenSettings::default(),
         vms_api: true,
         trusted_proxies: Vec::new(),
+        secret_key: None,
     }
 }
 
@@ -210,12 +228,7 @@ impl TestApp {
         &self,
         query: impl FnOnce(&mut keyframe::db::SyncConn) -> diesel::QueryResult<i64>,
     ) -> i64 {
-        let db = Db::connect(
-            &DatabaseUrl::parse(&self.db_url).expect("url"),
-            &DbOptions::pool(1),
-        )
-        .expect("db");
-        query(&mut db.conn().expect("conn")).expect("count")
+        read_storage(&self.db_url, query)
     }
 }
 
