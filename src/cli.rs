@@ -4,6 +4,7 @@
 mod client;
 mod key;
 mod serve;
+mod stream;
 mod tenant;
 mod user;
 
@@ -102,6 +103,24 @@ async fn execute(
         } => {
             let at = at.unwrap_or_else(clock::now_ms);
             return tenant::verify_url(conn, secret_key, &tenant, &url, ip, at).await;
+        }
+        Command::VerifyToken {
+            token,
+            stream,
+            action,
+            position,
+            at,
+        } => {
+            let question = stream::Question {
+                token: &token,
+                stream: stream.as_deref(),
+                action: action
+                    .as_deref()
+                    .and_then(crate::tokens::stream::Action::parse),
+                position,
+                at: at.unwrap_or(now),
+            };
+            return stream::verify_token(conn, config, question).await;
         }
         Command::Purge => {
             let purged = crate::tokens::purge(conn, &config.tokens, now).await?;

@@ -176,6 +176,23 @@ pub enum Command {
     Key(KeyCommand),
     /// Delete expired and revoked tokens, old sign-in failures and retired keys
     Purge,
+    /// Check a stream token as a media server does (exit 0: allowed, 1: denied)
+    VerifyToken {
+        /// The stream token (a JWT of typ stream+jwt)
+        token: String,
+        /// The stream the token must be for
+        #[arg(long)]
+        stream: Option<String>,
+        /// What is asked of the token
+        #[arg(long, value_parser = ["live", "dvr", "copy"])]
+        action: Option<String>,
+        /// The archive time asked, in unix seconds, checked against the token's window
+        #[arg(long, value_name = "UNIX_SECONDS", requires = "action")]
+        position: Option<i64>,
+        /// The instant to check at, in unix seconds [default: now]
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        at: Option<i64>,
+    },
     /// Check an OvenMediaEngine SignedPolicy URL against a tenant's URL secret (exit 0: allowed,
     /// 1: denied)
     VerifyUrl {

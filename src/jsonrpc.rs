@@ -1,5 +1,6 @@
 //! Flussonic-compatible JSON-RPC 2.0 at `POST /api/`: `Auth.CreateApiToken` (and its alias
-//! `Auth.CreateAccessToken`), `Auth.RevokeToken` and `Auth.SignUrl`, one function per method.
+//! `Auth.CreateAccessToken`), `Auth.RevokeToken`, and `Auth.SignUrl` for OvenMediaEngine's
+//! signed URLs; one function per method.
 //! Errors are JSON-RPC error objects; as Flussonic documents, a failed single call answers
 //! HTTP 400 (401 and 403 for the credential), a success 200.
 
@@ -12,7 +13,9 @@ use crate::error::Error;
 use crate::http::endpoint::Endpoint;
 use crate::http::limits::{read_body, BodyError};
 use crate::http::{bearer, has_media_type};
+use crate::signed_url::{self, SignRequest};
 use crate::startup::AppState;
+use crate::tenants::url_secret;
 use crate::tokens::api::{Principal, MANAGE_SCOPE};
 use crate::tokens::stream::{self, NewStreamToken, ParamError, RevokeTarget, StreamError};
 
@@ -243,6 +246,7 @@ async fn dispatch(
         "Auth.RevokeToken" => {
             revoke_token(state, conn, caller, method, call.params.as_ref(), now).await
         }
+        "Auth.SignUrl" => sign_url(state, conn, caller, method, call.params.as_ref(), now).await,
         _ => Err(RpcError::new(
             code::METHOD_NOT_FOUND,
             format!("method not found: {method}"),
@@ -287,6 +291,36 @@ async fn revoke_token(
         .revoke_stream_token(conn, &principal, target, now)
         .await?;
     Ok(Value::Bool(true))
+}
+
+/// `Auth.SignUrl`: an OvenMediaEngine SignedPolicy URL signed with the tenant's URL secret;
+/// the result is the URL with `policy` and `signature` appended.
+async fn sign_url(
+    state: &AppState,
+    conn: &mut Conn,
+    caller: &mut Caller,
+    method: &str,
+    params: Option<&Value>,
+    now: i64,
+) -> Result<Value, RpcError> {
+    let principal = caller.principal(state, conn, now).await?;
+    stream::may_manage_stream_tokens(&principal)?;
+    let request = SignRequest::from_params(params, method)?;
+    let tenant = &principal.tenant;
+    let secret = url_secret::get(conn, state.secret_key.as_ref(), tenant)
+        .await?
+        .ok_or_else(|| {
+            RpcError::new(
+                code::NOT_CONFIGURED,
+                format!(
+                    "tenant {tenant} has no URL secret yet: an operator makes one with \
+                     `keyframe tenant url-secret {tenant} --rotate`"
+                ),
+            )
+        })?;
+    let signed = signed_url::sign(&request.url, &request.policy, &secret)
+        .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("url: {e}")))?;
+    Ok(Value::String(signed))
 }
 
 /// The answer to one entry: `None` for a notification.

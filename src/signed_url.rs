@@ -20,6 +20,8 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use crate::params::{invalid, ParamError, Params};
+
 /// Encodes without padding, as OvenMediaEngine's signers do; decoding tolerates padding so that
 /// policies from other signers still parse (the signature, not the encoding, is what we trust).
 const BASE64URL: GeneralPurpose = GeneralPurpose::new(
@@ -101,6 +103,52 @@ fn parse_ipv4_range(text: &str) -> Option<Ipv4Net> {
         text.parse().ok()
     } else {
         text.parse::<Ipv4Addr>().ok().map(Ipv4Net::from)
+    }
+}
+
+/// Unix milliseconds of 9999-12-31T23:59:59.999Z: later times are typos, not plans.
+const MAX_UNIX_MS: i64 = 253_402_300_799_999;
+
+/// A validated `Auth.SignUrl`: the URL to sign and the policy to put in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignRequest {
+    pub url: String,
+    pub policy: Policy,
+}
+
+impl SignRequest {
+    /// The params of `Auth.SignUrl`: `url` and `url_expire` (unix ms) required; `url_activate`,
+    /// `stream_expire` (unix ms) and `allow_ip` (an IPv4 address or CIDR range) optional. The
+    /// URL itself is judged when it is signed.
+    pub fn from_params(
+        params: Option<&serde_json::Value>,
+        method: &str,
+    ) -> Result<Self, ParamError> {
+        let mut p = Params::new(params, method)?;
+        let url = p.string("url")?.ok_or_else(|| invalid("url is required"))?;
+        let url_expire = p
+            .unsigned("url_expire", "unix milliseconds", MAX_UNIX_MS)?
+            .ok_or_else(|| invalid("url_expire is required (unix milliseconds)"))?;
+        let url_activate = p.unsigned("url_activate", "unix milliseconds", MAX_UNIX_MS)?;
+        let stream_expire = p.unsigned("stream_expire", "unix milliseconds", MAX_UNIX_MS)?;
+        let allow_ip = p
+            .string("allow_ip")?
+            .map(|text| {
+                parse_ipv4_range(&text).ok_or_else(|| {
+                    invalid("allow_ip must be an IPv4 address or range such as 192.168.0.0/24")
+                })
+            })
+            .transpose()?;
+        p.finish()?;
+        Ok(Self {
+            url,
+            policy: Policy {
+                url_expire,
+                url_activate,
+                stream_expire,
+                allow_ip,
+            },
+        })
     }
 }
 

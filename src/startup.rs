@@ -37,6 +37,8 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// The time every handler reads.
     pub clock: Clock,
+    /// `KEYFRAME_SECRET_KEY`: opens the tenants' stored URL secrets.
+    pub secret_key: Option<crate::secrets::SecretKey>,
 }
 
 impl AppState {
@@ -111,6 +113,7 @@ impl Application {
             metadata: MetadataCache::default(),
             proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             clock,
+            secret_key: config.secret_key.clone(),
         });
         spawn_purge(state.clone().into_inner());
         spawn_checkpoints(state.store.db().clone());

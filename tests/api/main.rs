@@ -15,6 +15,7 @@ mod introspection;
 mod least_privilege;
 mod oauth2_client;
 mod server;
+mod signed_urls;
 mod stream_tokens;
 mod token_page;
 mod tokens;

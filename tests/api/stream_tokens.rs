@@ -877,7 +877,127 @@ async fn rotated_keys_stay_published_for_live_stream_tokens(backend: Backend) {
     );
 }
 
+/// `keyframe verify-token` on the world's database: `Ok(claims)` on exit 0, the reason on 1.
+async fn verify_token(w: &World, token: &str, args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["--json", "verify-token", token];
+    all.extend_from_slice(args);
+    let run = w.app.cli(&all, None).await;
+    let answer: Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"));
+    match (run.code, answer["allowed"].as_bool()) {
+        (0, Some(true)) => Ok(answer["claims"].clone()),
+        (1, Some(false)) => Err(answer["reason"].as_str().expect("reason").to_owned()),
+        _ => panic!("verify-token answered {run:?}"),
+    }
+}
+
+async fn verify_token_checks_as_a_media_server_does(backend: Backend) {
+    let w = world(backend).build().await;
+    let olivia = w.access_token("olivia", "acme").await;
+    let now = w.app.clock.now();
+    let token = issued(
+        &w,
+        &olivia,
+        json!({"stream": "cam1", "dvr": true, "from": 1000, "to": 2000, "ttl": 600}),
+    )
+    .await;
+    let at = |t: i64| t.to_string();
+    let (nbf, exp) = (at(now), at(now + 600));
+    let claims = verify_token(&w, &token, &["--at", &nbf])
+        .await
+        .expect("allowed");
+    assert_eq!(claims["sub"], "cam1");
+    assert_eq!(claims["window"], json!({"from": 1000, "to": 2000}));
+    for (args, expected) in [
+        (
+            vec![
+                "--at",
+                &nbf,
+                "--stream",
+                "cam1",
+                "--action",
+                "dvr",
+                "--position",
+                "1000",
+            ],
+            Ok(()),
+        ),
+        (
+            vec!["--at", &nbf, "--action", "dvr", "--position", "2000"],
+            Ok(()),
+        ),
+        (vec!["--at", &nbf, "--action", "dvr"], Ok(())),
+        (
+            vec!["--at", &nbf, "--action", "dvr", "--position", "999"],
+            Err("outside the token's window"),
+        ),
+        (
+            vec!["--at", &nbf, "--action", "dvr", "--position", "2001"],
+            Err("outside the token's window"),
+        ),
+        (
+            vec!["--at", &nbf, "--action", "live"],
+            Err("live not permitted"),
+        ),
+        (
+            vec!["--at", &nbf, "--action", "copy", "--position", "1500"],
+            Err("copy not permitted"),
+        ),
+        (
+            vec!["--at", &nbf, "--stream", "cam2"],
+            Err("another stream"),
+        ),
+        (vec!["--at", &at(now - 1)], Err("not valid yet")),
+        (vec!["--at", &at(now + 599)], Ok(())),
+        (vec!["--at", &exp], Err("expired")),
+    ] {
+        let verdict = verify_token(&w, &token, &args).await.map(|_| ());
+        match expected {
+            Ok(()) => assert_eq!(verdict, Ok(()), "{args:?}"),
+            Err(reason) => assert!(
+                verdict.as_ref().is_err_and(|r| r.contains(reason)),
+                "{args:?}: {verdict:?}"
+            ),
+        }
+    }
+    // ttl 0 never expires; revocation ends it.
+    let forever = issued(
+        &w,
+        &olivia,
+        json!({"stream": "cam1", "live": true, "ttl": 0}),
+    )
+    .await;
+    let far = at(now + 100 * 365 * 86_400);
+    assert!(verify_token(&w, &forever, &["--at", &far]).await.is_ok());
+    let answer = call(
+        &w,
+        Some(&olivia),
+        "Auth.RevokeToken",
+        json!({"token": forever}),
+    )
+    .await;
+    assert_eq!(answer.body["result"], true, "{}", answer.text);
+    assert_eq!(
+        verify_token(&w, &forever, &["--at", &far]).await,
+        Err("revoked".into())
+    );
+    // Garbage, and an access token, are not stream tokens.
+    for bad in ["garbage", olivia.as_str()] {
+        assert_eq!(
+            verify_token(&w, bad, &[]).await,
+            Err("not a valid stream token".into())
+        );
+    }
+    // --position asks about the archive: it needs --action.
+    let run = w
+        .app
+        .cli(&["verify-token", &token, "--position", "5"], None)
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
 backend_tests!(
+    verify_token_checks_as_a_media_server_does,
     tokens_are_signed_jwts_that_verify_offline,
     every_param_rule_answers_invalid_params,
     the_operator_caps_ttl,
