@@ -24,7 +24,9 @@ pub const PATH: &str = "/api/";
 const MAX_BATCH: usize = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(Endpoint::new(PATH).post(handle));
+    // Flussonic's clients post to `/api/`; `/api` is the same endpoint, not a 404.
+    cfg.service(Endpoint::new(PATH).post(handle))
+        .service(Endpoint::new("/api").post(handle));
 }
 
 /// JSON-RPC 2.0 §5.1's codes, and the server codes Flussonic uses for the credential.
@@ -489,9 +491,12 @@ async fn handle(
         return respond(StatusCode::NO_CONTENT, None, None);
     };
     let status = match (&single.error, &single.body) {
-        (Some(error), _) => error.status(),
+        (Some(error), Some(_)) => error.status(),
+        // §4.1: a notification is not answered, whatever became of it; but a bad credential is
+        // still a 401 with its challenge (RFC 6750 §3).
+        (Some(error), None) if error.code == code::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
+        (_, None) => StatusCode::NO_CONTENT,
         (None, Some(_)) => StatusCode::OK,
-        (None, None) => StatusCode::NO_CONTENT,
     };
     respond(status, single.body, challenge.as_deref())
 }

@@ -426,6 +426,27 @@ async fn batches_answer_each_call_and_skip_notifications(backend: Backend) {
     let answer = post(&w, Some(&olivia), &single.to_string()).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
     assert_eq!(stream_rows(&w), 5);
+    // A failed notification is not answered either; a bad credential still is a 401.
+    let failing =
+        json!({"jsonrpc": "2.0", "method": "Auth.CreateApiToken", "params": {"stream": ""}});
+    let answer = post(&w, Some(&olivia), &failing.to_string()).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
+    assert!(answer.text.is_empty());
+    let answer = post(&w, Some("nope"), &single.to_string()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    assert!(answer.header("www-authenticate").is_some());
+    assert_eq!(stream_rows(&w), 5);
+    // `/api` without the slash is the same endpoint.
+    let answer = Answer::send(
+        w.app
+            .request(Method::POST, "/api")
+            .bearer_auth(&olivia)
+            .header(CONTENT_TYPE, "application/json")
+            .body(json!({"jsonrpc": "2.0", "method": "Auth.CreateApiToken", "params": {"stream": "g", "live": true}, "id": 9}).to_string()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body["id"], 9);
 }
 
 async fn only_admins_and_owners_with_the_right_credential_create(backend: Backend) {
